@@ -1,0 +1,109 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"math/big"
+	"strconv"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Password length bounds in bytes. bcrypt reads only the first 72 bytes, so
+// a longer password would silently share a hash with its prefix: refuse it.
+const (
+	MinPassword = 8
+	MaxPassword = 72
+)
+
+// checkPasswordRules validates a new password into v.
+func checkPasswordRules(v *ValidationError, field, pw string) {
+	switch {
+	case pw == "":
+		v.Add(field, "required", "")
+	case len(pw) < MinPassword:
+		v.Add(field, "min", strconv.Itoa(MinPassword))
+	case len(pw) > MaxPassword:
+		v.Add(field, "max", strconv.Itoa(MaxPassword))
+	}
+}
+
+// hasher runs bcrypt on a pool no wider than the cores, so a flood of
+// password guesses queues here instead of starving token checks.
+type hasher struct {
+	cost  int
+	slots chan struct{}
+	dummy []byte
+}
+
+func newHasher(cost, width int) (*hasher, error) {
+	// A hash of nothing anyone knows, with the configured cost: unknown
+	// logins are verified against it so they take as long as wrong passwords.
+	dummy, err := bcrypt.GenerateFromPassword([]byte("vmsauth dummy password"), cost)
+	if err != nil {
+		return nil, err
+	}
+	return &hasher{cost: cost, slots: make(chan struct{}, width), dummy: dummy}, nil
+}
+
+func (h *hasher) acquire(ctx context.Context) error {
+	select {
+	case h.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (h *hasher) release() { <-h.slots }
+
+// verify reports whether pw matches hash. An empty hash (unknown user) is
+// checked against the dummy so the answer takes the same time.
+func (h *hasher) verify(ctx context.Context, hash, pw string) (bool, error) {
+	if err := h.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer h.release()
+	stored := []byte(hash)
+	if hash == "" {
+		stored = h.dummy
+	}
+	err := bcrypt.CompareHashAndPassword(stored, []byte(pw))
+	return err == nil && hash != "" && len(pw) <= MaxPassword, nil
+}
+
+func (h *hasher) hash(ctx context.Context, pw string) (string, error) {
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer h.release()
+	b, err := bcrypt.GenerateFromPassword([]byte(pw), h.cost)
+	return string(b), err
+}
+
+// ValidHash reports whether s is a bcrypt hash vmsauth can verify ($2a$,
+// $2b$ or $2y$, as PHP and Laravel write them), for importing users.
+func ValidHash(s string) bool {
+	_, err := bcrypt.Cost([]byte(s))
+	return err == nil && len(s) == 60 && s[0] == '$' && s[1] == '2' &&
+		(s[2] == 'a' || s[2] == 'b' || s[2] == 'y') && s[3] == '$'
+}
+
+// passwordAlphabet leaves out look-alikes (0/O, 1/l/I) because generated
+// passwords are read off a console and typed by hand.
+const passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+// GeneratePassword returns a random password of 20 characters (about 116
+// bits).
+func GeneratePassword() (string, error) {
+	b := make([]byte, 20)
+	max := big.NewInt(int64(len(passwordAlphabet)))
+	for i := range b {
+		n, err := rand.Int(rand.Reader, max)
+		if err != nil {
+			return "", err
+		}
+		b[i] = passwordAlphabet[n.Int64()]
+	}
+	return string(b), nil
+}

@@ -1,0 +1,241 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Field bounds for user records.
+const (
+	maxLoginLen      = 255
+	maxNameLen       = 255
+	maxSessionsLimit = 1000
+	maxPTZPriority   = 1000
+)
+
+// NewUser is what it takes to create an account. Exactly one of Password
+// and PasswordHash is set: a hash imports an account from another system.
+type NewUser struct {
+	Login         string
+	Name          string
+	Password      string
+	PasswordHash  string
+	APIs          []API
+	Permissions   []string
+	SessionsLimit int
+	PTZPriority   int
+	ParentID      *int64
+	ExpiredAt     *time.Time
+	// CannotUpdatePassword is negative so the zero value lets users change
+	// their own password, as the seed's can_update_password defaults.
+	CannotUpdatePassword bool
+}
+
+// CreateUser validates n and stores a new user. It returns
+// *ValidationError (with "unique" on login for a taken one).
+func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
+	var v ValidationError
+	checkLogin(&v, n.Login)
+	if n.Name == "" {
+		n.Name = n.Login
+	}
+	checkName(&v, n.Name)
+	hash := n.PasswordHash
+	if hash != "" {
+		if n.Password != "" {
+			v.Add("password", "prohibited", "")
+		} else if !ValidHash(hash) {
+			v.Add("password_hash", "bcrypt", "")
+		}
+	} else {
+		checkPasswordRules(&v, "password", n.Password)
+	}
+	checkAPIs(&v, n.APIs)
+	checkPermissions(&v, n.Permissions)
+	checkRange(&v, "sessions_limit", n.SessionsLimit, 0, maxSessionsLimit)
+	checkRange(&v, "ptz_priority", n.PTZPriority, 0, maxPTZPriority)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if hash == "" {
+		var err error
+		if hash, err = s.hasher.hash(ctx, n.Password); err != nil {
+			return nil, err
+		}
+	}
+	now := s.Now()
+	u := &User{
+		Login: n.Login, Name: n.Name, PasswordHash: hash,
+		APIs: sortedAPIs(n.APIs), Permissions: sortedPermissions(n.Permissions),
+		SessionsLimit: n.SessionsLimit, PTZPriority: n.PTZPriority,
+		ParentID: n.ParentID, ExpiredAt: n.ExpiredAt,
+		CanUpdatePassword: !n.CannotUpdatePassword,
+		CreatedAt:         now, UpdatedAt: now,
+	}
+	if err := s.store.CreateUser(u); err != nil {
+		if errors.Is(err, ErrLoginTaken) {
+			v.Add("login", "unique", "")
+			return nil, &v
+		}
+		return nil, err
+	}
+	return u, nil
+}
+
+// Bootstrap creates the first administrator, with every API and every
+// permission, if the store holds no user at all. It reports whether it did.
+func (s *Service) Bootstrap(ctx context.Context, login, password string) (bool, error) {
+	n, err := s.store.CountUsers()
+	if err != nil || n > 0 {
+		return false, err
+	}
+	_, err = s.CreateUser(ctx, NewUser{
+		Login: login, Name: "Administrator", Password: password,
+		APIs: AllAPIs, Permissions: AllPermissionNames(),
+	})
+	return err == nil, err
+}
+
+// User returns a user by id, or ErrUserNotFound.
+func (s *Service) User(id int64) (*User, error) { return s.store.User(id) }
+
+// UserByLogin returns a user by login, or ErrUserNotFound.
+func (s *Service) UserByLogin(login string) (*User, error) { return s.store.UserByLogin(login) }
+
+// Users returns every user, ordered by id.
+func (s *Service) Users() ([]*User, error) { return s.store.Users() }
+
+// SetPassword replaces a user's password and ends all their sessions and
+// tokens, so whoever knew the old one is locked out at once.
+func (s *Service) SetPassword(ctx context.Context, id int64, password string) (*User, error) {
+	var v ValidationError
+	checkPasswordRules(&v, "password", password)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	hash, err := s.hasher.hash(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+		u.PasswordHash = hash
+		u.UpdatedAt = s.Now()
+		return true, nil
+	})
+}
+
+// SetDisabled disables or enables an account; disabling ends its sessions.
+func (s *Service) SetDisabled(id int64, disabled bool) (*User, error) {
+	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+		u.Disabled = disabled
+		u.UpdatedAt = s.Now()
+		return disabled, nil
+	})
+}
+
+// Grant adds catalog permissions to a user.
+func (s *Service) Grant(id int64, names []string) (*User, error) {
+	var v ValidationError
+	checkPermissions(&v, names)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+		u.Permissions = sortedPermissions(append(u.Permissions, names...))
+		u.UpdatedAt = s.Now()
+		return false, nil
+	})
+}
+
+// Revoke removes permissions from a user.
+func (s *Service) Revoke(id int64, names []string) (*User, error) {
+	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+		u.Permissions = slices.DeleteFunc(u.Permissions, func(p string) bool { return slices.Contains(names, p) })
+		u.UpdatedAt = s.Now()
+		return false, nil
+	})
+}
+
+// DeleteUser removes a user with all their sessions and tokens.
+func (s *Service) DeleteUser(id int64) error { return s.store.DeleteUser(id) }
+
+func checkLogin(v *ValidationError, login string) {
+	switch {
+	case login == "":
+		v.Add("login", "required", "")
+	case !utf8.ValidString(login):
+		v.Add("login", "string", "")
+	case utf8.RuneCountInString(login) > maxLoginLen:
+		v.Add("login", "max", strconv.Itoa(maxLoginLen))
+	case strings.IndexFunc(login, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		// Spaces and control characters make logins that look alike but
+		// differ, and break the CLI and logs.
+		v.Add("login", "login_chars", "")
+	}
+}
+
+func checkName(v *ValidationError, name string) {
+	switch {
+	case !utf8.ValidString(name):
+		v.Add("name", "string", "")
+	case utf8.RuneCountInString(name) > maxNameLen:
+		v.Add("name", "max", strconv.Itoa(maxNameLen))
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		v.Add("name", "string", "")
+	}
+}
+
+func checkAPIs(v *ValidationError, apis []API) {
+	for _, a := range apis {
+		if !slices.Contains(AllAPIs, a) {
+			v.Add("apis", "in", "client, admin, integration")
+			return
+		}
+	}
+}
+
+func checkPermissions(v *ValidationError, names []string) {
+	for _, n := range names {
+		if _, ok := LookupPermission(n); !ok {
+			v.Add("permissions", "permission", n)
+			return
+		}
+	}
+}
+
+func checkRange(v *ValidationError, field string, n, lo, hi int) {
+	switch {
+	case n < lo:
+		v.Add(field, "min", strconv.Itoa(lo))
+	case n > hi:
+		v.Add(field, "max", strconv.Itoa(hi))
+	}
+}
+
+// sortedAPIs returns apis deduplicated in AllAPIs order.
+func sortedAPIs(apis []API) []API {
+	out := []API{}
+	for _, a := range AllAPIs {
+		if slices.Contains(apis, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// sortedPermissions returns names deduplicated in catalog order.
+func sortedPermissions(names []string) []string {
+	out := []string{}
+	for _, p := range Catalog {
+		if slices.Contains(names, p.Name) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"vmsauth/auth"
+)
+
+// config is everything serve can be told. Each field is one flag, and each
+// flag also reads VMSAUTH_<FLAG> from the environment when not given on the
+// command line, so the flag set is the single table of options.
+type config struct {
+	Data           string
+	Listen         string
+	TLSCert        string
+	TLSKey         string
+	InsecureHTTP   bool
+	TrustedProxies string
+	BcryptCost     int
+	SessionIdle    time.Duration
+	AdminTTL       time.Duration
+	IntegrationTTL time.Duration
+	RefreshTTL     time.Duration
+	Licenses       string
+	LogLevel       string
+	PrintConfig    bool
+}
+
+// dataFlag is shared by every command that opens the database.
+func dataFlag(fs *flag.FlagSet, dst *string) {
+	fs.StringVar(dst, "data", "./data", "data directory (database, TLS certificate)")
+}
+
+// bcryptFlag is shared by every command that hashes passwords.
+func bcryptFlag(fs *flag.FlagSet, dst *int) {
+	fs.IntVar(dst, "bcrypt-cost", bcrypt.DefaultCost, "bcrypt cost of new password hashes (4-31)")
+}
+
+func serveFlags(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	dataFlag(fs, &c.Data)
+	fs.StringVar(&c.Listen, "listen", ":8443", "address to listen on")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (default: self-signed, made in the data directory)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file, with --tls-cert")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve plain HTTP (only behind a TLS proxy)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs or addresses whose X-Forwarded-For is believed")
+	bcryptFlag(fs, &c.BcryptCost)
+	fs.DurationVar(&c.SessionIdle, "session-idle", auth.DefaultClientIdle, "client sessions end after this long unused")
+	fs.DurationVar(&c.AdminTTL, "admin-token-ttl", auth.DefaultAdminTTL, "lifetime of admin tokens")
+	fs.DurationVar(&c.IntegrationTTL, "integration-token-ttl", auth.DefaultIntegrationTTL, "lifetime of integration tokens")
+	fs.DurationVar(&c.RefreshTTL, "refresh-token-ttl", auth.DefaultRefreshTTL, "lifetime of integration refresh tokens")
+	fs.StringVar(&c.Licenses, "analytic-licenses", "", `analytic license pool, e.g. "analytic_l1=100/2,analytic_l2=100/0" (type=all/used)`)
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration and exit")
+	return fs
+}
+
+// parseFlags parses args, then fills every flag not given from
+// VMSAUTH_<FLAG>. A bad value names the flag or variable it came from.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errUsage
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 && fs.Name() == "serve" {
+		fmt.Fprintf(stderr, "vmsauth serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || f.Name == "print-config" || err != nil {
+			return
+		}
+		name := envName(f.Name)
+		if v := getenv(name); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func envName(flagName string) string {
+	return "VMSAUTH_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// validate checks the options once, at start, naming the one at fault.
+func (c *config) validate() error {
+	if c.Data == "" {
+		return errors.New("--data must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port, e.g. :8443", c.Listen)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.InsecureHTTP && c.TLSCert != "" {
+		return errors.New("--insecure-http cannot be combined with --tls-cert")
+	}
+	if _, err := c.proxies(); err != nil {
+		return err
+	}
+	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
+		return fmt.Errorf("--bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	for name, d := range map[string]time.Duration{
+		"--session-idle": c.SessionIdle, "--admin-token-ttl": c.AdminTTL,
+		"--integration-token-ttl": c.IntegrationTTL, "--refresh-token-ttl": c.RefreshTTL,
+	} {
+		if d < time.Minute {
+			return fmt.Errorf("%s %s: want at least 1m", name, d)
+		}
+	}
+	if _, err := c.licenses(); err != nil {
+		return err
+	}
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// proxies parses --trusted-proxies into CIDRs or addresses Gin accepts.
+func (c *config) proxies() ([]string, error) {
+	var out []string
+	for _, p := range splitList(c.TrustedProxies) {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR", p)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// licenses parses --analytic-licenses: "type=all/used,...".
+func (c *config) licenses() ([]auth.License, error) {
+	var out []auth.License
+	for _, item := range splitList(c.Licenses) {
+		typ, counts, ok := strings.Cut(item, "=")
+		allS, usedS, ok2 := strings.Cut(counts, "/")
+		all, err1 := strconv.Atoi(allS)
+		used, err2 := strconv.Atoi(usedS)
+		if !ok || !ok2 || typ == "" || err1 != nil || err2 != nil || all < 0 || used < 0 || used > all {
+			return nil, fmt.Errorf("--analytic-licenses: %q: want type=all/used with 0 <= used <= all", item)
+		}
+		out = append(out, auth.License{Type: typ, TypePretty: prettyLicense(typ), All: all, Used: used, Free: all - used})
+	}
+	return out, nil
+}
+
+// prettyLicense names a pool the way the seed product prints it:
+// analytic_l1 → LIC-XXXX-YY-L1.
+func prettyLicense(typ string) string {
+	if i := strings.LastIndexByte(typ, '_'); i >= 0 {
+		return "LIC-XXXX-YY-" + strings.ToUpper(typ[i+1:])
+	}
+	return strings.ToUpper(typ)
+}
+
+func (c *config) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+func (c *config) authConfig() auth.Config {
+	lic, _ := c.licenses()
+	return auth.Config{
+		BcryptCost: c.BcryptCost, ClientIdle: c.SessionIdle, AdminTTL: c.AdminTTL,
+		IntegrationTTL: c.IntegrationTTL, RefreshTTL: c.RefreshTTL, Licenses: lic,
+	}
+}
+
+// printConfig writes every option as flag=value with where it came from.
+// No option is a secret today; the initial admin password comes only from
+// VMSAUTH_ADMIN_PASSWORD, which is shown redacted.
+func printConfig(fs *flag.FlagSet, getenv func(string) string, w io.Writer) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "print-config" {
+			return
+		}
+		src := "default"
+		switch {
+		case given[f.Name]:
+			src = "flag"
+		case getenv(envName(f.Name)) != "":
+			src = envName(f.Name)
+		}
+		fmt.Fprintf(w, "%-22s = %-24q # %s\n", f.Name, f.Value.String(), src)
+	})
+	if getenv("VMSAUTH_ADMIN_PASSWORD") != "" {
+		fmt.Fprintf(w, "%-22s = %-24q # VMSAUTH_ADMIN_PASSWORD\n", "admin-password", "[redacted]")
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,93 @@
+// Command vmsauth is the login and token service of an NVR/VMS box: one
+// binary that serves the client, admin and integration login APIs from an
+// embedded bbolt database. main parses the command line and wires the parts;
+// the rules live in auth, storage in store, HTTP in web.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at release build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `vmsauth - login and token service for NVR/VMS boxes
+
+Usage:
+  vmsauth serve [flags]            run the service (vmsauth serve -h for flags)
+  vmsauth serve --print-config     show the effective configuration
+  vmsauth user add --login L [--name N] [--api client,admin,integration]
+                   [--permissions p,q|all] [--sessions-limit N] [--password-hash H]
+                                   create a user (password on stdin, or generated)
+  vmsauth user list                list users
+  vmsauth user show LOGIN          show one user
+  vmsauth user passwd LOGIN        set a password (stdin, or generated); ends sessions
+  vmsauth user disable LOGIN       disable an account; ends sessions
+  vmsauth user enable LOGIN        enable an account
+  vmsauth user delete LOGIN        delete an account
+  vmsauth user grant LOGIN PERM... grant permissions (or "all")
+  vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")
+  vmsauth version                  print the version
+
+Every user command takes --data DIR (default ./data, or $VMSAUTH_DATA).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// errUsage marks a command line mistake; its message was already printed.
+var errUsage = errors.New("usage")
+
+// run executes one command and returns the process exit code. ctx ends a
+// running server; getenv is injectable so tests need not touch the
+// process environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], getenv, stdout, stderr)
+	case "user":
+		err = userCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "vmsauth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "vmsauth: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "vmsauth: %v\n", err)
+		return 1
+	}
+}
+
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"vmsauth/auth"
+	"vmsauth/store"
+	"vmsauth/web"
+)
+
+// shutdownGrace is how long in-flight requests get after SIGTERM; well
+// inside systemd's 90 s stop timeout.
+const shutdownGrace = 20 * time.Second
+
+// databaseFile is the bbolt file inside the data directory.
+const databaseFile = "vmsauth.db"
+
+// initialPasswordFile keeps the generated first admin password for an
+// installer who missed it on the console.
+const initialPasswordFile = "initial-admin-password"
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := serveFlags(&cfg)
+	if err := parseFlags(fs, args, getenv, stderr); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if cfg.PrintConfig {
+		printConfig(fs, getenv, stdout)
+		return nil
+	}
+	level, _ := cfg.level()
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+
+	db, svc, err := openService(cfg.Data, cfg.authConfig())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	if err := bootstrapAdmin(ctx, svc, cfg.Data, getenv, stdout); err != nil {
+		return fmt.Errorf("creating the first admin: %w", err)
+	}
+
+	proxies, _ := cfg.proxies()
+	h, err := web.New(svc, web.Options{TrustedProxies: proxies, Logger: log})
+	if err != nil {
+		return err
+	}
+	srv := web.NewServer(cfg.Listen, h)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+
+	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
+	if !cfg.InsecureHTTP && certFile == "" {
+		if certFile, keyFile, err = web.SelfSigned(cfg.Data); err != nil {
+			return fmt.Errorf("self-signed certificate: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	scheme := "https"
+	if cfg.InsecureHTTP {
+		scheme = "http"
+	}
+	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
+
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.InsecureHTTP {
+			errc <- srv.Serve(ln)
+		} else {
+			errc <- srv.ServeTLS(ln, certFile, keyFile)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown did not finish in time; closing", "err", err)
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// openService opens the database in dir (creating dir if needed) and
+// builds the rules on it.
+func openService(dir string, acfg auth.Config) (*store.DB, *auth.Service, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(filepath.Join(dir, databaseFile), store.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := auth.New(db, acfg)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, svc, nil
+}
+
+// bootstrapAdmin makes the first administrator on an empty database. Its
+// password comes from VMSAUTH_ADMIN_PASSWORD, or is generated, printed once
+// and kept in DATA/initial-admin-password (0600) for the installer.
+func bootstrapAdmin(ctx context.Context, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer) error {
+	password := getenv("VMSAUTH_ADMIN_PASSWORD")
+	generated := password == ""
+	if generated {
+		var err error
+		if password, err = auth.GeneratePassword(); err != nil {
+			return err
+		}
+	}
+	created, err := svc.Bootstrap(ctx, "admin", password)
+	if err != nil || !created {
+		return err
+	}
+	if !generated {
+		fmt.Fprintln(stdout, "Created the first admin user \"admin\" with the password from VMSAUTH_ADMIN_PASSWORD.")
+		return nil
+	}
+	path := filepath.Join(dir, initialPasswordFile)
+	if err := web.WriteFileAtomic(path, []byte(password+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Created the first admin user \"admin\" with password: %s\n(also kept in %s; change it after the first login)\n", password, path)
+	return nil
+}

@@ -1,0 +1,305 @@
+package store
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"vmsauth/auth"
+)
+
+// CreateSession stores s after the checks in opt; see auth.Store. It also
+// returns ErrUserNotFound if s.UserID names no user, so a session can never
+// outlive a concurrently deleted user.
+func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
+	// Every check and write is in this one transaction, and bbolt runs one
+	// writer at a time: concurrent logins cannot both take the last place.
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		if _, err := user(tx, s.UserID); err != nil {
+			return err
+		}
+		if opt.Replace != "" {
+			old, err := session(tx, opt.Replace)
+			if err != nil {
+				return err
+			}
+			if old.UserID != s.UserID || old.API != s.API {
+				return auth.ErrSessionNotFound
+			}
+			if err := deleteSession(tx, old); err != nil {
+				return err
+			}
+		}
+		if opt.Limit > 0 {
+			if err := checkLimit(tx, s, opt); err != nil {
+				return err
+			}
+		}
+		if err := putSession(tx, s); err != nil {
+			return err
+		}
+		if r := opt.Refresh; r != nil {
+			if r.UserID != s.UserID || r.Family != s.Family {
+				return errors.New("store: refresh token and session differ in user or family")
+			}
+			return putRefresh(tx, r)
+		}
+		return nil
+	})
+}
+
+// checkLimit returns *SessionLimitError if the user already holds opt.Limit
+// live sessions of s's API. Returning it rolls the whole transaction back,
+// including a replaced session's deletion.
+func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
+	sessions, err := userSessions(tx, s.UserID)
+	if err != nil {
+		return err
+	}
+	var live []*auth.Session
+	for _, old := range sessions {
+		switch {
+		case old.API != s.API:
+		case old.Live(opt.Now):
+			live = append(live, old)
+		case old.API == auth.APIClient:
+			// Expired client sessions are clutter. Those of the other APIs
+			// stay, so that their tokens are answered "expired", not
+			// "invalid".
+			if err := deleteSession(tx, old); err != nil {
+				return err
+			}
+		}
+	}
+	if len(live) >= opt.Limit {
+		return &auth.SessionLimitError{Limit: opt.Limit, Sessions: live}
+	}
+	return nil
+}
+
+// SessionByHash returns the session whose token hashes to h, with its user;
+// see auth.Store.
+func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketSessionsByHash).Get(h[:])
+		if id == nil {
+			return auth.ErrSessionNotFound
+		}
+		if s, err = session(tx, string(id)); err != nil {
+			return err
+		}
+		u, err = user(tx, s.UserID)
+		if errors.Is(err, auth.ErrUserNotFound) {
+			return auth.ErrSessionNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, u, nil
+}
+
+// Session returns a session by public id, or ErrSessionNotFound.
+func (db *DB) Session(id string) (s *auth.Session, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		s, err = session(tx, id)
+		return err
+	})
+	return s, err
+}
+
+// UserSessions returns the user's sessions, live or not, oldest first.
+func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		sessions, err = userSessions(tx, userID)
+		return err
+	})
+	return sessions, err
+}
+
+// DeleteSession ends a session by public id, or returns ErrSessionNotFound.
+func (db *DB) DeleteSession(id string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		s, err := session(tx, id)
+		if err != nil {
+			return err
+		}
+		return deleteSession(tx, s)
+	})
+}
+
+// TouchSession records activity; a missing session is not an error.
+func (db *DB) TouchSession(id string, lastSeen, expiresAt time.Time, ip string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		s, err := session(tx, id)
+		if errors.Is(err, auth.ErrSessionNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s.LastSeen, s.ExpiresAt = lastSeen, expiresAt
+		if ip != "" {
+			s.IP = ip
+		}
+		return put(tx, bucketSessions, []byte(s.ID), s)
+	})
+}
+
+// Refresh returns the refresh token with hash h, or ErrTokenInvalid.
+func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		r, err = refresh(tx, h)
+		return err
+	})
+	return r, err
+}
+
+// RotateRefresh marks old used and stores s and r in its place, or ends
+// old's family if it was used already; see auth.Store. It sets the user and
+// family of s and r from old.
+func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh) error {
+	reused := false
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		o, err := refresh(tx, old)
+		if err != nil {
+			return err
+		}
+		if o.Used {
+			// A used token presented again means it was stolen, or the
+			// client was: the deletion must commit, so the transaction
+			// succeeds and the caller gets ErrRefreshReused afterwards.
+			reused = true
+			return endTokens(tx, o.UserID, func(f string) bool { return f == o.Family })
+		}
+		o.Used = true
+		if err := put(tx, bucketRefresh, old[:], o); err != nil {
+			return err
+		}
+		s.UserID, r.UserID = o.UserID, o.UserID
+		s.Family, r.Family = o.Family, o.Family
+		if err := putSession(tx, s); err != nil {
+			return err
+		}
+		return putRefresh(tx, r)
+	})
+	if err == nil && reused {
+		err = auth.ErrRefreshReused
+	}
+	return err
+}
+
+func session(tx *bolt.Tx, id string) (*auth.Session, error) {
+	s, err := get[auth.Session](tx, bucketSessions, []byte(id))
+	if err == nil && s == nil {
+		err = auth.ErrSessionNotFound
+	}
+	return s, err
+}
+
+// userSessions returns the user's sessions oldest first.
+func userSessions(tx *bolt.Tx, userID int64) ([]*auth.Session, error) {
+	var sessions []*auth.Session
+	prefix := itob(userID)
+	c := tx.Bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		s, err := session(tx, string(k[len(prefix):]))
+		if err != nil {
+			return nil, err
+		}
+		sessions = append(sessions, s)
+	}
+	slices.SortFunc(sessions, func(a, b *auth.Session) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return sessions, nil
+}
+
+// putSession stores s and its three index entries.
+func putSession(tx *bolt.Tx, s *auth.Session) error {
+	if err := put(tx, bucketSessions, []byte(s.ID), s); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketSessionsByHash).Put(s.TokenHash[:], []byte(s.ID)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUserSessions).Put(userKey(s.UserID, []byte(s.ID)), nil)
+}
+
+func deleteSession(tx *bolt.Tx, s *auth.Session) error {
+	return errors.Join(
+		tx.Bucket(bucketSessions).Delete([]byte(s.ID)),
+		tx.Bucket(bucketSessionsByHash).Delete(s.TokenHash[:]),
+		tx.Bucket(bucketUserSessions).Delete(userKey(s.UserID, []byte(s.ID))),
+	)
+}
+
+func refresh(tx *bolt.Tx, h auth.TokenHash) (*auth.Refresh, error) {
+	r, err := get[auth.Refresh](tx, bucketRefresh, h[:])
+	if err == nil && r == nil {
+		err = auth.ErrTokenInvalid
+	}
+	return r, err
+}
+
+func putRefresh(tx *bolt.Tx, r *auth.Refresh) error {
+	// An empty family would make a reuse end every familyless session of
+	// the user, i.e. all their client and admin sessions.
+	if r.Family == "" {
+		return errors.New("store: refresh token without a family")
+	}
+	if err := put(tx, bucketRefresh, r.Hash[:], r); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketUserRefresh).Put(userKey(r.UserID, r.Hash[:]), nil)
+}
+
+func anyFamily(string) bool { return true }
+
+// endTokens deletes the user's sessions and refresh tokens whose family
+// matches.
+func endTokens(tx *bolt.Tx, userID int64, match func(family string) bool) error {
+	sessions, err := userSessions(tx, userID)
+	if err != nil {
+		return err
+	}
+	for _, s := range sessions {
+		if match(s.Family) {
+			if err := deleteSession(tx, s); err != nil {
+				return err
+			}
+		}
+	}
+
+	// Collect first: deleting from a bucket while a cursor walks it skips
+	// keys.
+	var ended [][]byte
+	prefix := itob(userID)
+	c := tx.Bucket(bucketUserRefresh).Cursor()
+	for k, _ := c.Seek(prefix); bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		r, err := get[auth.Refresh](tx, bucketRefresh, k[len(prefix):])
+		if err != nil {
+			return err
+		}
+		if r == nil || match(r.Family) {
+			ended = append(ended, bytes.Clone(k))
+		}
+	}
+	for _, k := range ended {
+		if err := tx.Bucket(bucketRefresh).Delete(k[len(prefix):]); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUserRefresh).Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// userKey is an index key that groups entries by user.
+func userKey(userID int64, suffix []byte) []byte { return append(itob(userID), suffix...) }

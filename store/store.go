@@ -1,0 +1,198 @@
+// Package store keeps vmsauth's users, sessions and refresh tokens in one
+// bbolt file and implements auth.Store on it. It owns that file: nothing else
+// opens it or imports bbolt. It holds no rules; deciding who may log in and
+// for how long is auth's job.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"vmsauth/auth"
+)
+
+// schemaVersion is written into new databases and checked on every open, so
+// an older vmsauth refuses a file a newer one has reshaped.
+const schemaVersion = 1
+
+var (
+	bucketMeta           = []byte("meta")
+	bucketUsers          = []byte("users")          // id → User
+	bucketUsersByLogin   = []byte("users_by_login") // lower-case login → id
+	bucketSessions       = []byte("sessions")       // session id → Session
+	bucketSessionsByHash = []byte("sessions_by_hash")
+	bucketUserSessions   = []byte("user_sessions") // user id + session id → nothing
+	bucketRefresh        = []byte("refresh")       // token hash → Refresh
+	bucketUserRefresh    = []byte("user_refresh")  // user id + token hash → nothing
+
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsersByLogin, bucketSessions,
+		bucketSessionsByHash, bucketUserSessions, bucketRefresh, bucketUserRefresh}
+
+	keySchema = []byte("schema")
+)
+
+var (
+	// ErrLocked means another process (normally the running service) holds
+	// the database file.
+	ErrLocked = errors.New("in use by another process")
+	// ErrForeign means the file is a bbolt database written by something else.
+	ErrForeign = errors.New("not a vmsauth database")
+	// ErrInvalid means the file is not a whole bbolt database: empty,
+	// truncated or something else entirely.
+	ErrInvalid = errors.New("not a valid database file")
+)
+
+// Options tune Open.
+type Options struct {
+	// Timeout is how long to wait for another process to release the file;
+	// 1s when zero. bbolt would otherwise wait forever.
+	Timeout time.Duration
+	// ReadOnly opens the file without creating or changing it.
+	ReadOnly bool
+}
+
+// DB is an open vmsauth database. Its methods are safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+	path string
+}
+
+var _ auth.Store = (*DB)(nil)
+
+// Open opens the database at path, creating it if it does not exist (its
+// directory must). A file that is not a whole vmsauth database is refused and
+// left as it is, so that a mistake in the path or a bad restore never costs
+// data.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Second
+	}
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:  opts.Timeout,
+		ReadOnly: opts.ReadOnly,
+		// A modest map up front means the mmap rarely has to grow, and
+		// growing it waits for every open read transaction.
+		InitialMmapSize: 8 << 20,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("database %s is %w (is vmsauth serve running?)", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if opts.ReadOnly {
+		err = b.View(prepare)
+	} else {
+		err = b.Update(prepare)
+	}
+	if err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return &DB{bolt: b, path: path}, nil
+}
+
+// prepare checks the schema and, in a writable transaction, creates what a
+// new database lacks. It refuses a database holding anything of someone
+// else's, and then the transaction rolls back untouched.
+func prepare(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		empty := true
+		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+		if !empty || !tx.Writable() {
+			return ErrForeign
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return err
+		}
+		if err := meta.Put(keySchema, itob(schemaVersion)); err != nil {
+			return err
+		}
+	}
+	v := meta.Get(keySchema)
+	if len(v) != 8 {
+		return ErrForeign
+	}
+	if n := binary.BigEndian.Uint64(v); n != schemaVersion {
+		return fmt.Errorf("schema version %d, but this vmsauth knows only version %d", n, schemaVersion)
+	}
+	for _, name := range allBuckets {
+		if !tx.Writable() {
+			if tx.Bucket(name) == nil {
+				return fmt.Errorf("bucket %s is missing", name)
+			}
+			continue
+		}
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close releases the file.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Path is the file the database was opened from.
+func (db *DB) Path() string { return db.path }
+
+// Backup writes a consistent copy of the whole database to w while others
+// keep using it, and returns how many bytes it wrote.
+func (db *DB) Backup(w io.Writer) (n int64, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// Check walks every page of the file and reports all inconsistencies found,
+// joined; nil means the file is sound.
+func (db *DB) Check() error {
+	return db.bolt.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// itob is the key form of an id: big-endian, so keys sort by id.
+func itob(id int64) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(id))
+}
+
+// get decodes the JSON value at key in bucket, or returns nil if there is
+// none. The result is a fresh copy, safe to use after the transaction.
+func get[T any](tx *bolt.Tx, bucket, key []byte) (*T, error) {
+	v := tx.Bucket(bucket).Get(key)
+	if v == nil {
+		return nil, nil
+	}
+	var t T
+	if err := json.Unmarshal(v, &t); err != nil {
+		return nil, fmt.Errorf("decode %s/%x: %w", bucket, key, err)
+	}
+	return &t, nil
+}
+
+func put(tx *bolt.Tx, bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put(key, data)
+}

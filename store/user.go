@@ -1,0 +1,168 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"vmsauth/auth"
+)
+
+// CreateUser assigns u.ID and stores u; see auth.Store.
+func (db *DB) CreateUser(u *auth.User) error {
+	var id int64
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		if err := loginFree(tx, u.Login); err != nil {
+			return err
+		}
+		seq, err := tx.Bucket(bucketUsers).NextSequence()
+		if err != nil {
+			return err
+		}
+		id = int64(seq)
+		c := *u
+		c.ID = id
+		return putUser(tx, &c, "")
+	})
+	if err == nil {
+		u.ID = id
+	}
+	return err
+}
+
+// User returns the user with the id; see auth.Store.
+func (db *DB) User(id int64) (u *auth.User, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		u, err = user(tx, id)
+		return err
+	})
+	return u, err
+}
+
+// UserByLogin finds a user by login, case-insensitively; see auth.Store.
+func (db *DB) UserByLogin(login string) (u *auth.User, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		id, err := loginOwner(tx, login)
+		if err != nil {
+			return err
+		}
+		u, err = user(tx, id)
+		return err
+	})
+	return u, err
+}
+
+// Users returns every user ordered by id.
+func (db *DB) Users() (users []*auth.User, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEach(func(k, _ []byte) error {
+			u, err := get[auth.User](tx, bucketUsers, k)
+			users = append(users, u)
+			return err
+		})
+	})
+	return users, err
+}
+
+// CountUsers returns how many users exist.
+func (db *DB) CountUsers() (n int, err error) {
+	err = db.bolt.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketUsers).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// UpdateUser lets fn change the user and stores the result; see auth.Store.
+// fn runs inside the write transaction, so it must not call the store.
+func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (endSessions bool, err error)) (u *auth.User, err error) {
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		if u, err = user(tx, id); err != nil {
+			return err
+		}
+		oldLogin := u.Login
+		end, err := fn(u)
+		if err != nil {
+			return err
+		}
+		u.ID = id
+		if !bytes.Equal(loginKey(u.Login), loginKey(oldLogin)) {
+			if err := loginFree(tx, u.Login); err != nil {
+				return err
+			}
+		}
+		if err := putUser(tx, u, oldLogin); err != nil {
+			return err
+		}
+		if end {
+			return endTokens(tx, id, anyFamily)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// DeleteUser removes the user with its sessions and refresh tokens.
+func (db *DB) DeleteUser(id int64) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		u, err := user(tx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUsersByLogin).Delete(loginKey(u.Login)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUsers).Delete(itob(id)); err != nil {
+			return err
+		}
+		return endTokens(tx, id, anyFamily)
+	})
+}
+
+func user(tx *bolt.Tx, id int64) (*auth.User, error) {
+	u, err := get[auth.User](tx, bucketUsers, itob(id))
+	if err == nil && u == nil {
+		err = auth.ErrUserNotFound
+	}
+	return u, err
+}
+
+// loginOwner returns the id of the user with the login, or ErrUserNotFound.
+func loginOwner(tx *bolt.Tx, login string) (int64, error) {
+	v := tx.Bucket(bucketUsersByLogin).Get(loginKey(login))
+	if len(v) != 8 {
+		return 0, auth.ErrUserNotFound
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// loginFree returns ErrLoginTaken if a user has the login.
+func loginFree(tx *bolt.Tx, login string) error {
+	if tx.Bucket(bucketUsersByLogin).Get(loginKey(login)) != nil {
+		return auth.ErrLoginTaken
+	}
+	return nil
+}
+
+// putUser stores u and points its login at it, dropping oldLogin's entry if
+// the login changed. The caller has checked the new login is free.
+func putUser(tx *bolt.Tx, u *auth.User, oldLogin string) error {
+	logins := tx.Bucket(bucketUsersByLogin)
+	if oldLogin != "" && !bytes.Equal(loginKey(oldLogin), loginKey(u.Login)) {
+		if err := logins.Delete(loginKey(oldLogin)); err != nil {
+			return err
+		}
+	}
+	if err := logins.Put(loginKey(u.Login), itob(u.ID)); err != nil {
+		return err
+	}
+	return put(tx, bucketUsers, itob(u.ID), u)
+}
+
+// loginKey makes logins unique regardless of case.
+func loginKey(login string) []byte { return []byte(strings.ToLower(login)) }

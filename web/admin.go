@@ -1,0 +1,99 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"vmsauth/auth"
+)
+
+func (s *server) adminRoutes(r *gin.Engine) {
+	g := r.Group("/api/admin/v1")
+	g.POST("/auth/token", s.adminLogin)
+	authed := g.Group("", s.requireToken(auth.APIAdmin))
+	authed.GET("/auth/user", s.adminSelf)
+	authed.POST("/auth/logout", s.logout)
+}
+
+// adminLogin is seed 001's POST /api/admin/v1/auth/token.
+func (s *server) adminLogin(c *gin.Context) {
+	fields, ok := s.loginFields(c)
+	if !ok {
+		return
+	}
+	errs := fieldErrors{}
+	login := requiredString(c, errs, fields, "login")
+	password := requiredString(c, errs, fields, "password")
+	if len(errs) > 0 {
+		invalid(c, errs)
+		return
+	}
+	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
+		API: auth.APIAdmin, Login: login, Password: password, Meta: clientMeta(c),
+	})
+	s.logLogin(c, auth.APIAdmin, login, err)
+	switch {
+	case err == nil:
+		c.JSON(http.StatusOK, struct {
+			User        adminUser `json:"user"`
+			ExpiresAt   string    `json:"expires_at"`
+			TokenType   string    `json:"token_type"`
+			AccessToken string    `json:"access_token"`
+		}{s.adminUser(issued.User, issued.Session.ID), formatTime(issued.Session.ExpiresAt), "Bearer", issued.Token})
+	case errors.Is(err, auth.ErrNoAccess):
+		message(c, http.StatusForbidden, "no_admin")
+	default:
+		s.laravelError(c, err)
+	}
+}
+
+func (s *server) adminSelf(c *gin.Context) {
+	sess, u := current(c)
+	c.JSON(http.StatusOK, s.adminUser(u, sess.ID))
+}
+
+// adminUser is seed 001's user object, field for field.
+type adminUser struct {
+	ID                    int64              `json:"id"`
+	Name                  string             `json:"name"`
+	Login                 string             `json:"login"`
+	CreatedAt             string             `json:"created_at"`
+	UpdatedAt             string             `json:"updated_at"`
+	ExpiredAt             *string            `json:"expired_at"`
+	IsLicenceLimitReached bool               `json:"is_licence_limit_reached"`
+	Permissions           []auth.Permission  `json:"permissions"`
+	PTZPriority           int                `json:"ptz_priority"`
+	AdminCameraGroups     []auth.CameraGroup `json:"admin_camera_groups"`
+	DHCPSubnetGroups      []auth.SubnetGroup `json:"dhcp_subnet_groups"`
+	AccessTokenID         *string            `json:"access_token_id"`
+}
+
+// adminUser renders u; sessionID is the caller's own session when u is the
+// caller, else "" (rendered as null, as seed 001 shows).
+func (s *server) adminUser(u *auth.User, sessionID string) adminUser {
+	out := adminUser{
+		ID: u.ID, Name: u.Name, Login: u.Login,
+		CreatedAt: formatTime(u.CreatedAt), UpdatedAt: formatTime(u.UpdatedAt),
+		IsLicenceLimitReached: s.svc.LicenceLimitReached(),
+		Permissions:           auth.PermissionsOf(u),
+		PTZPriority:           u.PTZPriority,
+		AdminCameraGroups:     u.CameraGroups,
+		DHCPSubnetGroups:      u.SubnetGroups,
+	}
+	if u.ExpiredAt != nil {
+		t := formatTime(*u.ExpiredAt)
+		out.ExpiredAt = &t
+	}
+	if sessionID != "" {
+		out.AccessTokenID = &sessionID
+	}
+	if out.AdminCameraGroups == nil {
+		out.AdminCameraGroups = []auth.CameraGroup{}
+	}
+	if out.DHCPSubnetGroups == nil {
+		out.DHCPSubnetGroups = []auth.SubnetGroup{}
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package web
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"vmsauth/auth"
+)
+
+// Integration API error codes: seed 002's, and the seed product's token
+// codes. Statuses without a code of their own use the status as the code.
+const (
+	codeJSON           = 110
+	codeContentType    = 111
+	codeAuthData       = 1005
+	codeBadCredentials = 1006
+	codeTokenInvalid   = 1007
+	codeTokenMissing   = 1008
+	codeTokenExpired   = 1009
+	codeNotFound       = http.StatusNotFound
+	codeMethod         = http.StatusMethodNotAllowed
+	codeTooLarge       = http.StatusRequestEntityTooLarge
+	codeInternal       = http.StatusInternalServerError
+)
+
+var integrationMessages = map[int]string{
+	codeJSON:           "JSON is not valid.",
+	codeContentType:    "Invalid data format (Content-type).",
+	codeAuthData:       "Invalid authorization data.",
+	codeBadCredentials: "Bad credentials.",
+	codeTokenInvalid:   "Your token is invalid.",
+	codeTokenMissing:   "Missing token.",
+	codeTokenExpired:   "Your token is expired.",
+	codeNotFound:       "Not found.",
+	codeMethod:         "Method not allowed.",
+	codeTooLarge:       "Request body is too large.",
+	codeInternal:       "Internal Server Error.",
+}
+
+// integrationError answers seed 002's envelope with one error: the seed
+// returns only the first error found.
+func integrationError(c *gin.Context, status, code int) {
+	type item struct {
+		Error   int    `json:"error"`
+		Message string `json:"message"`
+	}
+	c.AbortWithStatusJSON(status, gin.H{"errors": []item{{code, integrationMessages[code]}}})
+}
+
+func (s *server) integrationRoutes(r *gin.Engine) {
+	g := r.Group("/v1")
+	g.POST("/login_check", s.integrationLogin)
+	g.POST("/token/refresh", s.integrationRefresh)
+	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)
+}
+
+// integrationFields checks what seed 002 checks, in its order: the content
+// type (111), then the JSON (110); then it reads the named string fields,
+// which must all be present and non-empty (1005).
+func (s *server) integrationFields(c *gin.Context, names ...string) ([]string, bool) {
+	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+	if err != nil || mt != "application/json" {
+		integrationError(c, http.StatusBadRequest, codeContentType)
+		return nil, false
+	}
+	body, err := readBody(c)
+	if errors.Is(err, errBodyTooLarge) {
+		integrationError(c, http.StatusRequestEntityTooLarge, codeTooLarge)
+		return nil, false
+	}
+	if err != nil {
+		s.internalError(c, err)
+		return nil, false
+	}
+	fields, ok := jsonObject(body)
+	if !ok {
+		integrationError(c, http.StatusBadRequest, codeJSON)
+		return nil, false
+	}
+	out := make([]string, len(names))
+	for i, name := range names {
+		v, present, ok := stringField(fields, name)
+		if !present || !ok || v == "" {
+			integrationError(c, http.StatusBadRequest, codeAuthData)
+			return nil, false
+		}
+		out[i] = v
+	}
+	return out, true
+}
+
+// integrationLogin is seed 002's POST /v1/login_check.
+func (s *server) integrationLogin(c *gin.Context) {
+	f, ok := s.integrationFields(c, "username", "password")
+	if !ok {
+		return
+	}
+	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
+		API: auth.APIIntegration, Login: f[0], Password: f[1], Meta: clientMeta(c),
+	})
+	s.logLogin(c, auth.APIIntegration, f[0], err)
+	switch {
+	case err == nil:
+		s.tokenPair(c, issued)
+	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrAccountDisabled),
+		errors.Is(err, auth.ErrAccountExpired), errors.Is(err, auth.ErrNoAccess):
+		// Seed 002 has one failure code; a disabled or expired account is
+		// not told apart from a wrong password.
+		integrationError(c, http.StatusUnauthorized, codeBadCredentials)
+	default:
+		s.internalError(c, err)
+	}
+}
+
+// integrationRefresh trades a refresh token for a new pair.
+func (s *server) integrationRefresh(c *gin.Context) {
+	f, ok := s.integrationFields(c, "refresh_token")
+	if !ok {
+		return
+	}
+	issued, err := s.svc.Refresh(f[0], clientMeta(c))
+	if err != nil {
+		if errors.Is(err, auth.ErrRefreshReused) {
+			s.log.Warn("refresh token reused; chain ended", "ip", c.ClientIP())
+		}
+		s.integrationTokenError(c, err)
+		return
+	}
+	s.tokenPair(c, issued)
+}
+
+// tokenPair answers a new token pair; the Date header carries its creation
+// time (seed 002's "date").
+func (s *server) tokenPair(c *gin.Context, issued *auth.Issued) {
+	c.Header("Date", issued.Session.CreatedAt.UTC().Format(http.TimeFormat))
+	c.JSON(http.StatusOK, struct {
+		Token        string `json:"token"`
+		RefreshToken string `json:"refresh_token"`
+	}{issued.Token, issued.RefreshToken})
+}
+
+// integrationTokenError maps token errors to the seed product's codes.
+func (s *server) integrationTokenError(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, auth.ErrTokenMissing):
+		integrationError(c, http.StatusUnauthorized, codeTokenMissing)
+	case errors.Is(err, auth.ErrTokenExpired):
+		integrationError(c, http.StatusUnauthorized, codeTokenExpired)
+	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrRefreshReused):
+		integrationError(c, http.StatusUnauthorized, codeTokenInvalid)
+	default:
+		s.internalError(c, err)
+	}
+}
+
+// integrationMe lets an integration check its token.
+func (s *server) integrationMe(c *gin.Context) {
+	sess, u := current(c)
+	c.JSON(http.StatusOK, gin.H{
+		"id":         u.ID,
+		"username":   u.Login,
+		"expires_at": formatTime(sess.ExpiresAt),
+	})
+}

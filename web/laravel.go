@@ -1,0 +1,192 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"vmsauth/auth"
+)
+
+// The client and admin APIs answer errors the way the seed product (a
+// Laravel application) does: {"message": ...} for most statuses, and for 422
+// {"message": "The given data was invalid.", "errors": {field: [messages]}}.
+
+// lang picks the message language from ?hl= or the Hl header, as the seed
+// product does; English unless Russian is asked for.
+func lang(c *gin.Context) string {
+	hl := c.Query("hl")
+	if hl == "" {
+		hl = c.GetHeader("Hl")
+	}
+	if strings.HasPrefix(strings.ToLower(hl), "ru") {
+		return "ru"
+	}
+	return "en"
+}
+
+// messages holds every text of the client and admin APIs, by key and
+// language. Validation rules use ":attribute" and ":param" like Laravel.
+var messages = map[string][2]string{ // [en, ru]
+	"invalid":         {"The given data was invalid.", "Переданные данные некорректны."},
+	"unauthenticated": {"Unauthenticated.", "Не авторизован."},
+	"forbidden":       {"This action is unauthorized.", "Действие не разрешено."},
+	"not_found":       {"Not found.", "Не найдено."},
+	"method":          {"The :method method is not supported for this route. Supported methods: :allowed.", "Метод :method не поддерживается для этого адреса. Поддерживаются: :allowed."},
+	"bad_api":         {"The api parameter must be client, admin or integration.", "Параметр api должен быть client, admin или integration."},
+	"too_large":       {"The request body is too large.", "Тело запроса слишком велико."},
+	"server_error":    {"Server Error", "Ошибка сервера"},
+	"no_admin":        {"This account has no access to the admin panel.", "У этой учётной записи нет доступа к панели администратора."},
+
+	"credentials": {"These credentials do not match our records.", "Неверный логин или пароль."},
+	"disabled":    {"This account is disabled.", "Эта учётная запись отключена."},
+	"expired":     {"This account has expired.", "Срок действия этой учётной записи истёк."},
+	"no_client":   {"This account may not use the client API.", "Этой учётной записи запрещён вход в клиентские приложения."},
+
+	"rule.required":    {"The :attribute field is required.", "Поле :attribute обязательно для заполнения."},
+	"rule.string":      {"The :attribute must be a string.", "Поле :attribute должно быть строкой."},
+	"rule.min":         {"The :attribute must be at least :param characters.", "Количество символов в поле :attribute должно быть не меньше :param."},
+	"rule.max":         {"The :attribute may not be greater than :param characters.", "Количество символов в поле :attribute не может превышать :param."},
+	"rule.unique":      {"The :attribute has already been taken.", "Такое значение поля :attribute уже существует."},
+	"rule.in":          {"The selected :attribute is invalid.", "Выбранное значение для :attribute ошибочно."},
+	"rule.exists":      {"The selected :attribute is invalid.", "Выбранное значение для :attribute некорректно."},
+	"rule.permission":  {"The permission :param does not exist.", "Права :param не существует."},
+	"rule.login_chars": {"The :attribute may not contain spaces or control characters.", "Поле :attribute не может содержать пробелы и управляющие символы."},
+	"rule.bcrypt":      {"The :attribute must be a bcrypt hash.", "Поле :attribute должно быть хешем bcrypt."},
+	"rule.prohibited":  {"The :attribute field is prohibited.", "Поле :attribute запрещено."},
+}
+
+// attributes are the Russian names of request fields; English uses the
+// field name with underscores as spaces, as Laravel does.
+var attributes = map[string]string{
+	"login":          "логин",
+	"password":       "пароль",
+	"password_hash":  "хеш пароля",
+	"session_id":     "сессия",
+	"captcha":        "капча",
+	"key":            "ключ",
+	"name":           "имя",
+	"apis":           "доступ",
+	"permissions":    "права",
+	"sessions_limit": "лимит сессий",
+	"ptz_priority":   "приоритет PTZ",
+}
+
+// msg returns the message for key in the request's language with
+// replacements given as ":name", value pairs.
+func msg(c *gin.Context, key string, repl ...string) string {
+	m, ok := messages[key]
+	if !ok {
+		return key
+	}
+	text := m[0]
+	if lang(c) == "ru" {
+		text = m[1]
+	}
+	if len(repl) > 0 {
+		text = strings.NewReplacer(repl...).Replace(text)
+	}
+	return text
+}
+
+func attribute(c *gin.Context, field string) string {
+	if lang(c) == "ru" {
+		if a, ok := attributes[field]; ok {
+			return a
+		}
+	}
+	return strings.ReplaceAll(field, "_", " ")
+}
+
+// fieldErrors accumulates Laravel's per-field messages in order.
+type fieldErrors map[string][]string
+
+func (f fieldErrors) add(c *gin.Context, field, rule, param string) {
+	f[field] = append(f[field], msg(c, "rule."+rule, ":attribute", attribute(c, field), ":param", param))
+}
+
+// validationBody is Laravel's 422 answer, message first as Laravel sends it.
+type validationBody struct {
+	Message string      `json:"message"`
+	Errors  fieldErrors `json:"errors"`
+}
+
+// invalid answers 422 with the given field messages.
+func invalid(c *gin.Context, errs fieldErrors) {
+	c.AbortWithStatusJSON(http.StatusUnprocessableEntity, validationBody{msg(c, "invalid"), errs})
+}
+
+// invalidField answers 422 with one message for one field.
+func invalidField(c *gin.Context, field, key string) {
+	invalid(c, fieldErrors{field: {msg(c, key)}})
+}
+
+// message answers status with {"message": ...}.
+func message(c *gin.Context, status int, key string) {
+	c.AbortWithStatusJSON(status, gin.H{"message": msg(c, key)})
+}
+
+// laravelError writes err in the Laravel envelope. Handlers map errors whose
+// meaning depends on the endpoint themselves, before calling it.
+func (s *server) laravelError(c *gin.Context, err error) {
+	var verr *auth.ValidationError
+	switch {
+	case errors.As(err, &verr):
+		errs := fieldErrors{}
+		for _, f := range verr.Fields {
+			errs.add(c, f.Field, f.Code, f.Param)
+		}
+		invalid(c, errs)
+	case errors.Is(err, auth.ErrBadCredentials):
+		invalidField(c, "login", "credentials")
+	case errors.Is(err, auth.ErrAccountDisabled):
+		invalidField(c, "login", "disabled")
+	case errors.Is(err, auth.ErrAccountExpired):
+		invalidField(c, "login", "expired")
+	case errors.Is(err, auth.ErrTokenMissing), errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired):
+		message(c, http.StatusUnauthorized, "unauthenticated")
+	case errors.Is(err, auth.ErrForbidden):
+		message(c, http.StatusForbidden, "forbidden")
+	case errors.Is(err, auth.ErrUserNotFound), errors.Is(err, auth.ErrSessionNotFound):
+		message(c, http.StatusNotFound, "not_found")
+	case errors.Is(err, errBodyTooLarge):
+		message(c, http.StatusRequestEntityTooLarge, "too_large")
+	default:
+		s.internalError(c, err)
+	}
+}
+
+// internalError logs the cause and answers 500 in the path's envelope.
+func (s *server) internalError(c *gin.Context, err error) {
+	s.log.Error("internal error", "path", c.Request.URL.Path, "err", err)
+	if realm(c.Request.URL.Path) == auth.APIIntegration {
+		integrationError(c, http.StatusInternalServerError, codeInternal)
+		return
+	}
+	message(c, http.StatusInternalServerError, "server_error")
+}
+
+func (s *server) notFound(c *gin.Context) {
+	if realm(c.Request.URL.Path) == auth.APIIntegration {
+		integrationError(c, http.StatusNotFound, codeNotFound)
+		return
+	}
+	message(c, http.StatusNotFound, "not_found")
+}
+
+func (s *server) methodNotAllowed(c *gin.Context) {
+	if realm(c.Request.URL.Path) == auth.APIIntegration {
+		integrationError(c, http.StatusMethodNotAllowed, codeMethod)
+		return
+	}
+	allowed := c.Writer.Header().Get("Allow")
+	c.AbortWithStatusJSON(http.StatusMethodNotAllowed, gin.H{"message": msg(c, "method",
+		":method", c.Request.Method, ":allowed", strings.ReplaceAll(allowed, ",", ", "))})
+}
+
+// formatTime is the seed product's "YYYY-MM-DD HH:MM:SS", in the box's
+// local time zone.
+func formatTime(t time.Time) string { return t.Local().Format(time.DateTime) }

@@ -1,0 +1,46 @@
+package web
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"vmsauth/auth"
+)
+
+// verify answers nginx auth_request and Traefik forwardAuth: 200 with the
+// user in X-Auth-* headers for a live token of any API, 401 otherwise, 403
+// when ?permission= names one the user lacks. ?api= restricts the token to
+// one API; with api=integration, errors use the integration envelope.
+func (s *server) verify(c *gin.Context) {
+	var api auth.API
+	if q := c.Query("api"); q != "" {
+		a, ok := auth.ParseAPI(q)
+		if !ok {
+			message(c, http.StatusBadRequest, "bad_api")
+			return
+		}
+		api = a
+	}
+	sess, u, err := s.svc.Authenticate(bearer(c), api, "")
+	if err != nil {
+		if api == auth.APIIntegration {
+			s.integrationTokenError(c, err)
+		} else {
+			s.laravelError(c, err)
+		}
+		return
+	}
+	if p := c.Query("permission"); p != "" && !u.Has(p) {
+		message(c, http.StatusForbidden, "forbidden")
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("X-Auth-User-Id", strconv.FormatInt(u.ID, 10))
+	h.Set("X-Auth-Login", u.Login)
+	h.Set("X-Auth-Realm", string(sess.API))
+	h.Set("X-Auth-Permissions", strings.Join(u.Permissions, ","))
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}

@@ -1,0 +1,229 @@
+// Package web maps HTTP onto auth and back: the client, admin and
+// integration login APIs, the token endpoints the rest of the box calls, and
+// the server around them. Each API answers in its own error format (Laravel's
+// for client and admin, numbered codes for integration); no Go error text
+// ever reaches a client. web is the only package that imports Gin, and it
+// holds no rules of its own: those live in auth.
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"vmsauth/auth"
+)
+
+// DefaultBodyLimit caps request bodies; a login is a few hundred bytes.
+const DefaultBodyLimit = 64 << 10
+
+// Options configure the handler.
+type Options struct {
+	// TrustedProxies are CIDRs or addresses whose X-Forwarded-For is
+	// believed. Empty means the TCP peer is always the client.
+	TrustedProxies []string
+	// BodyLimit caps request bodies in bytes; default DefaultBodyLimit.
+	BodyLimit int64
+	// Logger receives request and login logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// server holds what every handler needs.
+type server struct {
+	svc *auth.Service
+	log *slog.Logger
+}
+
+func init() {
+	// Release mode is set once, here, because GIN_MODE from the environment
+	// panics on a typo and debug mode prints every route at start.
+	gin.SetMode(gin.ReleaseMode)
+}
+
+// New returns the HTTP handler of every vmsauth endpoint.
+func New(svc *auth.Service, opt Options) (http.Handler, error) {
+	if opt.BodyLimit <= 0 {
+		opt.BodyLimit = DefaultBodyLimit
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	s := &server{svc: svc, log: opt.Logger}
+
+	r := gin.New()
+	// Gin trusts X-Forwarded-For from everyone by default; a camera client
+	// could then pick its own address. Only listed proxies are believed.
+	var proxies []string
+	if len(opt.TrustedProxies) > 0 {
+		proxies = opt.TrustedProxies
+	}
+	if err := r.SetTrustedProxies(proxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+
+	r.Use(s.logRequests, s.recover, limitBody(opt.BodyLimit))
+	r.NoRoute(s.notFound)
+	r.NoMethod(s.methodNotAllowed)
+
+	s.clientRoutes(r)
+	s.adminRoutes(r)
+	s.integrationRoutes(r)
+	r.GET("/auth/verify", s.verify)
+	r.GET("/healthz", s.healthz)
+	return r, nil
+}
+
+// realm tells which API a path belongs to, so errors outside any handler
+// (404, 405, panics, oversized bodies) still use that API's envelope.
+func realm(path string) auth.API {
+	switch {
+	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
+		return auth.APIIntegration
+	case strings.HasPrefix(path, "/api/admin/"):
+		return auth.APIAdmin
+	}
+	return auth.APIClient
+}
+
+func (s *server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	// The query string is left out: it may carry ?hl= only today, but a
+	// client that puts a token there must not find it in the journal.
+	s.log.Debug("request", "method", c.Request.Method, "path", c.Request.URL.Path,
+		"status", c.Writer.Status(), "ip", c.ClientIP(), "duration", time.Since(start))
+}
+
+// recover turns a panic into a 500 in the API's envelope; the cause goes to
+// the log only.
+func (s *server) recover(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "path", c.Request.URL.Path, "panic", v)
+			if !c.Writer.Written() {
+				s.internalError(c, fmt.Errorf("panic: %v", v))
+			}
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
+
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		c.Next()
+	}
+}
+
+// errBodyTooLarge marks a body over the limit.
+var errBodyTooLarge = errors.New("request body too large")
+
+// readBody reads the capped request body.
+func readBody(c *gin.Context) ([]byte, error) {
+	b, err := io.ReadAll(c.Request.Body)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errBodyTooLarge
+	}
+	return b, err
+}
+
+// jsonObject decodes a body that should be one JSON object. ok is false for
+// anything else: invalid JSON, trailing data, another JSON type.
+func jsonObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
+		return nil, false
+	}
+	return fields, true
+}
+
+// stringField reads an optional string field. present is false for an
+// absent field or JSON null; ok is false when the value is not a string.
+func stringField(fields map[string]json.RawMessage, name string) (v string, present, ok bool) {
+	raw, found := fields[name]
+	if !found || string(raw) == "null" {
+		return "", false, true
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", true, false
+	}
+	return v, true, true
+}
+
+// bearer returns the token of an "Authorization: Bearer" header, or "".
+func bearer(c *gin.Context) string {
+	h := c.GetHeader("Authorization")
+	const prefix = "bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// clientMeta describes the caller's device for its session.
+func clientMeta(c *gin.Context) auth.ClientMeta {
+	ua := clip(c.GetHeader("User-Agent"), 512)
+	client := strings.ToLower(clip(c.GetHeader("X-Client"), 64))
+	if client == "" {
+		client = guessClient(ua)
+	}
+	return auth.ClientMeta{
+		IP:        c.ClientIP(),
+		UserAgent: ua,
+		Client:    client,
+		Device:    clip(c.GetHeader("X-UUID"), 128),
+	}
+}
+
+// guessClient names the kind of client from its User-Agent when it sent no
+// X-Client header. The product's Android app sends
+// "MANUFACTURER / MODEL / RELEASE / sdkVer / Android".
+func guessClient(ua string) string {
+	l := strings.ToLower(ua)
+	switch {
+	case l == "":
+		return ""
+	case strings.HasSuffix(l, "/ android") || strings.Contains(l, "okhttp"):
+		return "android"
+	case strings.Contains(l, "cfnetwork") || strings.Contains(l, "darwin") && !strings.Contains(l, "mozilla"):
+		return "ios"
+	case strings.Contains(l, "mozilla"):
+		return "web"
+	}
+	return "other"
+}
+
+// clip bounds a header value kept in the store.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (s *server) healthz(c *gin.Context) {
+	if err := s.svc.Health(); err != nil {
+		s.log.Error("health check failed", "err", err)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
