@@ -68,22 +68,27 @@ func serveFlags(c *config) *flag.FlagSet {
 // parseFlags parses args, then fills every flag not given from
 // VMSAUTH_<FLAG>. A bad value names the flag or variable it came from.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) error {
+	_, err := parseFlagSources(fs, args, getenv, stderr)
+	return err
+}
+
+// parseFlagSources is parseFlags that also tells where each set flag's
+// value came from: "flag" or the environment variable's name.
+func parseFlagSources(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) (map[string]string, error) {
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errUsage
-		}
-		return errUsage
+		// flag has printed the problem and the usage.
+		return nil, errUsage
 	}
 	if fs.NArg() > 0 && fs.Name() == "serve" {
 		fmt.Fprintf(stderr, "vmsauth serve: unexpected argument %q\n", fs.Arg(0))
-		return errUsage
+		return nil, errUsage
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	sources := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { sources[f.Name] = "flag" })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || f.Name == "print-config" || err != nil {
+		if sources[f.Name] != "" || f.Name == "print-config" || err != nil {
 			return
 		}
 		name := envName(f.Name)
@@ -91,9 +96,10 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, std
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("%s=%q: %v", name, v, e)
 			}
+			sources[f.Name] = name
 		}
 	})
-	return err
+	return sources, err
 }
 
 func envName(flagName string) string {
@@ -193,19 +199,14 @@ func (c *config) authConfig() auth.Config {
 // printConfig writes every option as flag=value with where it came from.
 // No option is a secret today; the initial admin password comes only from
 // VMSAUTH_ADMIN_PASSWORD, which is shown redacted.
-func printConfig(fs *flag.FlagSet, getenv func(string) string, w io.Writer) {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+func printConfig(fs *flag.FlagSet, sources map[string]string, getenv func(string) string, w io.Writer) {
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name == "print-config" {
 			return
 		}
-		src := "default"
-		switch {
-		case given[f.Name]:
-			src = "flag"
-		case getenv(envName(f.Name)) != "":
-			src = envName(f.Name)
+		src := sources[f.Name]
+		if src == "" {
+			src = "default"
 		}
 		fmt.Fprintf(w, "%-22s = %-24q # %s\n", f.Name, f.Value.String(), src)
 	})

@@ -14,6 +14,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"vmsauth/auth"
+	"vmsauth/web"
 )
 
 // version is set at release build time with -ldflags "-X main.version=...".
@@ -77,6 +80,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case errors.Is(err, errUsage):
 		return 2
 	default:
+		var verr *auth.ValidationError
+		if errors.As(err, &verr) {
+			for _, f := range verr.Fields {
+				fmt.Fprintf(stderr, "vmsauth: %s\n", web.FieldMessage("en", f))
+			}
+			return 1
+		}
 		fmt.Fprintf(stderr, "vmsauth: %v\n", err)
 		return 1
 	}

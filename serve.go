@@ -31,14 +31,15 @@ const initialPasswordFile = "initial-admin-password"
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var cfg config
 	fs := serveFlags(&cfg)
-	if err := parseFlags(fs, args, getenv, stderr); err != nil {
+	sources, err := parseFlagSources(fs, args, getenv, stderr)
+	if err != nil {
 		return err
 	}
 	if err := cfg.validate(); err != nil {
 		return err
 	}
 	if cfg.PrintConfig {
-		printConfig(fs, getenv, stdout)
+		printConfig(fs, sources, getenv, stdout)
 		return nil
 	}
 	level, _ := cfg.level()

@@ -67,7 +67,7 @@ func (s *server) clientLogin(c *gin.Context) {
 	case errors.As(err, &limit):
 		s.sessionLimit(c, limit)
 	case errors.Is(err, auth.ErrSessionNotFound):
-		invalid(c, fieldErrors{"session_id": {msg(c, "rule.exists", ":attribute", attribute(c, "session_id"))}})
+		invalid(c, fieldErrors{"session_id": {FieldMessage(lang(c), auth.FieldError{Field: "session_id", Code: "exists"})}})
 	case errors.Is(err, auth.ErrNoAccess):
 		invalidField(c, "login", "no_client")
 	default:

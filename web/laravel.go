@@ -78,22 +78,26 @@ var attributes = map[string]string{
 // msg returns the message for key in the request's language with
 // replacements given as ":name", value pairs.
 func msg(c *gin.Context, key string, repl ...string) string {
+	return text(lang(c), key, repl...)
+}
+
+func text(lang, key string, repl ...string) string {
 	m, ok := messages[key]
 	if !ok {
 		return key
 	}
-	text := m[0]
-	if lang(c) == "ru" {
-		text = m[1]
+	t := m[0]
+	if lang == "ru" {
+		t = m[1]
 	}
 	if len(repl) > 0 {
-		text = strings.NewReplacer(repl...).Replace(text)
+		t = strings.NewReplacer(repl...).Replace(t)
 	}
-	return text
+	return t
 }
 
-func attribute(c *gin.Context, field string) string {
-	if lang(c) == "ru" {
+func attribute(lang, field string) string {
+	if lang == "ru" {
 		if a, ok := attributes[field]; ok {
 			return a
 		}
@@ -101,11 +105,17 @@ func attribute(c *gin.Context, field string) string {
 	return strings.ReplaceAll(field, "_", " ")
 }
 
+// FieldMessage renders a validation problem as the APIs show it, in lang
+// ("en" or "ru"); the command line uses it too.
+func FieldMessage(lang string, f auth.FieldError) string {
+	return text(lang, "rule."+f.Code, ":attribute", attribute(lang, f.Field), ":param", f.Param)
+}
+
 // fieldErrors accumulates Laravel's per-field messages in order.
 type fieldErrors map[string][]string
 
 func (f fieldErrors) add(c *gin.Context, field, rule, param string) {
-	f[field] = append(f[field], msg(c, "rule."+rule, ":attribute", attribute(c, field), ":param", param))
+	f[field] = append(f[field], FieldMessage(lang(c), auth.FieldError{Field: field, Code: rule, Param: param}))
 }
 
 // validationBody is Laravel's 422 answer, message first as Laravel sends it.
