@@ -26,6 +26,10 @@ type config struct {
 	TLSKey         string
 	InsecureHTTP   bool
 	TrustedProxies string
+	Captcha        bool
+	IPLimit        int
+	LoginLimit     int
+	ThrottleWindow time.Duration
 	BcryptCost     int
 	SessionIdle    time.Duration
 	AdminTTL       time.Duration
@@ -54,6 +58,10 @@ func serveFlags(c *config) *flag.FlagSet {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file, with --tls-cert")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve plain HTTP (only behind a TLS proxy)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs or addresses whose X-Forwarded-For is believed")
+	fs.BoolVar(&c.Captcha, "captcha", true, "require a captcha on client logins (--captcha=false turns it off)")
+	fs.IntVar(&c.IPLimit, "throttle-ip-limit", auth.DefaultIPLimit, "login requests allowed per client IP per window")
+	fs.IntVar(&c.LoginLimit, "throttle-login-limit", auth.DefaultLoginLimit, "failed logins allowed per login name per window")
+	fs.DurationVar(&c.ThrottleWindow, "throttle-window", auth.DefaultWindow, "sliding window of the login throttle")
 	bcryptFlag(fs, &c.BcryptCost)
 	fs.DurationVar(&c.SessionIdle, "session-idle", auth.DefaultClientIdle, "client sessions end after this long unused")
 	fs.DurationVar(&c.AdminTTL, "admin-token-ttl", auth.DefaultAdminTTL, "lifetime of admin tokens")
@@ -122,6 +130,12 @@ func (c *config) validate() error {
 	}
 	if _, err := c.proxies(); err != nil {
 		return err
+	}
+	if c.IPLimit < 1 || c.LoginLimit < 1 {
+		return errors.New("--throttle-ip-limit and --throttle-login-limit must be at least 1")
+	}
+	if c.ThrottleWindow < time.Second {
+		return fmt.Errorf("--throttle-window %s: want at least 1s", c.ThrottleWindow)
 	}
 	if c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost {
 		return fmt.Errorf("--bcrypt-cost %d: want %d to %d", c.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)

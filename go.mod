@@ -3,6 +3,7 @@ module vmsauth
 go 1.26.8
 
 require (
+	github.com/dchest/captcha v1.1.0
 	github.com/gin-gonic/gin v1.12.0
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/crypto v0.58.0

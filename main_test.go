@@ -120,7 +120,7 @@ func TestUserAddThenLogin(t *testing.T) {
 	if strings.Contains(out, "camera-pass") {
 		t.Fatal("user add printed the password it was given")
 	}
-	url, _ := startServe(t, getenv, "--insecure-http")
+	url, _ := startServe(t, getenv, "--insecure-http", "--captcha=false")
 
 	status, body := postJSON(t, http.DefaultClient, url+"/api/v1/token", `{"login":"cam1","password":"camera-pass"}`)
 	if status != http.StatusOK || body["access_token"] == "" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/captcha"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -56,7 +57,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	proxies, _ := cfg.proxies()
-	h, err := web.New(svc, web.Options{TrustedProxies: proxies, Logger: log})
+	h, err := web.New(svc, web.Options{
+		TrustedProxies: proxies,
+		Logger:         log,
+		Throttle: auth.NewThrottle(auth.ThrottleConfig{
+			IPLimit: cfg.IPLimit, LoginLimit: cfg.LoginLimit, Window: cfg.ThrottleWindow,
+		}),
+		Captchas:       captcha.New(captcha.Config{}),
+		RequireCaptcha: cfg.Captcha,
+	})
 	if err != nil {
 		return err
 	}

@@ -23,10 +23,16 @@ func (s *server) adminLogin(c *gin.Context) {
 	if !ok {
 		return
 	}
+	named, _, _ := stringField(fields, "login")
+	att, ok := s.admit(c, auth.APIAdmin, named)
+	if !ok {
+		return
+	}
 	errs := fieldErrors{}
 	login := requiredString(c, errs, fields, "login")
 	password := requiredString(c, errs, fields, "password")
 	if len(errs) > 0 {
+		att.Succeeded() // no password was tried
 		invalid(c, errs)
 		return
 	}
@@ -34,6 +40,9 @@ func (s *server) adminLogin(c *gin.Context) {
 		API: auth.APIAdmin, Login: login, Password: password, Meta: clientMeta(c),
 	})
 	s.logLogin(c, auth.APIAdmin, login, err)
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		att.Succeeded()
+	}
 	switch {
 	case err == nil:
 		c.JSON(http.StatusOK, struct {

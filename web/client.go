@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"vmsauth/auth"
+	"vmsauth/captcha"
 )
 
 // statusSessionLimit is the seed product's answer when a login would exceed
@@ -30,9 +31,15 @@ func (s *server) clientRoutes(r *gin.Engine) {
 	authed.DELETE("/sessions/:id", s.clientEndSession)
 }
 
-// clientLogin is seed 000's POST /api/v1/token.
+// clientLogin is seed 000's POST /api/v1/token. Its checks run in the
+// seed's order: throttling, fields, captcha, password, account, session.
 func (s *server) clientLogin(c *gin.Context) {
 	fields, ok := s.loginFields(c)
+	if !ok {
+		return
+	}
+	named, _, _ := stringField(fields, "login")
+	att, ok := s.admit(c, auth.APIClient, named)
 	if !ok {
 		return
 	}
@@ -47,8 +54,14 @@ func (s *server) clientLogin(c *gin.Context) {
 	if sessionID == "null" {
 		sessionID = ""
 	}
+	key, answer := s.captchaFields(c, errs, fields, login, sessionID)
 	if len(errs) > 0 {
+		att.Succeeded() // no password was tried
 		invalid(c, errs)
+		return
+	}
+	if !s.checkCaptcha(c, login, sessionID, key, answer) {
+		s.logLogin(c, auth.APIClient, login, errCaptcha)
 		return
 	}
 
@@ -57,6 +70,9 @@ func (s *server) clientLogin(c *gin.Context) {
 		ReplaceSession: sessionID, Meta: clientMeta(c),
 	})
 	s.logLogin(c, auth.APIClient, login, err)
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		att.Succeeded()
+	}
 	var limit *auth.SessionLimitError
 	switch {
 	case err == nil:
@@ -65,7 +81,7 @@ func (s *server) clientLogin(c *gin.Context) {
 			AccessToken string     `json:"access_token"`
 		}{s.clientUser(issued.User, issued.Session.ID), issued.Token})
 	case errors.As(err, &limit):
-		s.sessionLimit(c, limit)
+		s.sessionLimit(c, limit, login, key)
 	case errors.Is(err, auth.ErrSessionNotFound):
 		invalid(c, fieldErrors{"session_id": {FieldMessage(lang(c), auth.FieldError{Field: "session_id", Code: "exists"})}})
 	case errors.Is(err, auth.ErrNoAccess):
@@ -74,6 +90,9 @@ func (s *server) clientLogin(c *gin.Context) {
 		s.laravelError(c, err)
 	}
 }
+
+// errCaptcha is logged for a login refused for its captcha.
+var errCaptcha = errors.New("wrong captcha")
 
 // loginFields reads a Laravel-style login body. Like Laravel, a body that is
 // not a JSON object counts as empty, so it is answered field by field with
@@ -101,18 +120,26 @@ func requiredString(c *gin.Context, errs fieldErrors, fields map[string]json.Raw
 	return v
 }
 
-func (s *server) sessionLimit(c *gin.Context, e *auth.SessionLimitError) {
+// sessionLimit answers 419. While captchas are on, the captcha just solved
+// stays good for a retry with a session_id, for captcha.Grace.
+func (s *server) sessionLimit(c *gin.Context, e *auth.SessionLimitError, login, key string) {
 	current := ""
 	if tok := bearer(c); tok != "" {
 		if sess, _, err := s.svc.Authenticate(tok, auth.APIClient, ""); err == nil {
 			current = sess.ID
 		}
 	}
-	c.JSON(statusSessionLimit, sessionLimitBody{
+	body := sessionLimitBody{
 		Sessions:      s.sessionList(e.Sessions, current),
 		SessionsLimit: e.Limit,
 		SessionsCount: len(e.Sessions),
-	})
+	}
+	if s.requireCaptcha {
+		s.captchas.GrantGrace(login, key)
+		grace := int(captcha.Grace.Seconds())
+		body.Key, body.CaptchaWillRequiredIn = &key, &grace
+	}
+	c.JSON(statusSessionLimit, body)
 }
 
 // sessionLimitBody is seed 000's 419 answer.
@@ -120,6 +147,9 @@ type sessionLimitBody struct {
 	Sessions      []sessionJSON `json:"sessions"`
 	SessionsLimit int           `json:"sessions_limit"`
 	SessionsCount int           `json:"sessions_count"`
+	// Present only while captchas are on.
+	Key                   *string `json:"key,omitempty"`
+	CaptchaWillRequiredIn *int    `json:"captcha_will_required_in,omitempty"`
 }
 
 // logLogin records a login attempt. Passwords and tokens are never logged.

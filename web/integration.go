@@ -23,6 +23,7 @@ const (
 	codeNotFound       = http.StatusNotFound
 	codeMethod         = http.StatusMethodNotAllowed
 	codeTooLarge       = http.StatusRequestEntityTooLarge
+	codeTooMany        = http.StatusTooManyRequests
 	codeInternal       = http.StatusInternalServerError
 )
 
@@ -37,6 +38,7 @@ var integrationMessages = map[int]string{
 	codeNotFound:       "Not found.",
 	codeMethod:         "Method not allowed.",
 	codeTooLarge:       "Request body is too large.",
+	codeTooMany:        "Too Many Attempts.",
 	codeInternal:       "Internal Server Error.",
 }
 
@@ -57,22 +59,27 @@ func (s *server) integrationRoutes(r *gin.Engine) {
 	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)
 }
 
+// integrationBody reads the capped body; too large is answered here.
+func (s *server) integrationBody(c *gin.Context) ([]byte, bool) {
+	body, err := readBody(c)
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		integrationError(c, http.StatusRequestEntityTooLarge, codeTooLarge)
+		return nil, false
+	case err != nil:
+		s.internalError(c, err)
+		return nil, false
+	}
+	return body, true
+}
+
 // integrationFields checks what seed 002 checks, in its order: the content
 // type (111), then the JSON (110); then it reads the named string fields,
 // which must all be present and non-empty (1005).
-func (s *server) integrationFields(c *gin.Context, names ...string) ([]string, bool) {
+func integrationFields(c *gin.Context, body []byte, names ...string) ([]string, bool) {
 	mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 	if err != nil || mt != "application/json" {
 		integrationError(c, http.StatusBadRequest, codeContentType)
-		return nil, false
-	}
-	body, err := readBody(c)
-	if errors.Is(err, errBodyTooLarge) {
-		integrationError(c, http.StatusRequestEntityTooLarge, codeTooLarge)
-		return nil, false
-	}
-	if err != nil {
-		s.internalError(c, err)
 		return nil, false
 	}
 	fields, ok := jsonObject(body)
@@ -92,16 +99,32 @@ func (s *server) integrationFields(c *gin.Context, names ...string) ([]string, b
 	return out, true
 }
 
-// integrationLogin is seed 002's POST /v1/login_check.
+// integrationLogin is seed 002's POST /v1/login_check. Throttling comes
+// first, on whatever username the body names, so that malformed requests
+// count against the client's budget too.
 func (s *server) integrationLogin(c *gin.Context) {
-	f, ok := s.integrationFields(c, "username", "password")
+	body, ok := s.integrationBody(c)
 	if !ok {
+		return
+	}
+	fields, _ := jsonObject(body)
+	named, _, _ := stringField(fields, "username")
+	att, ok := s.admit(c, auth.APIIntegration, named)
+	if !ok {
+		return
+	}
+	f, ok := integrationFields(c, body, "username", "password")
+	if !ok {
+		att.Succeeded() // no password was tried
 		return
 	}
 	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
 		API: auth.APIIntegration, Login: f[0], Password: f[1], Meta: clientMeta(c),
 	})
 	s.logLogin(c, auth.APIIntegration, f[0], err)
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		att.Succeeded()
+	}
 	switch {
 	case err == nil:
 		s.tokenPair(c, issued)
@@ -117,7 +140,11 @@ func (s *server) integrationLogin(c *gin.Context) {
 
 // integrationRefresh trades a refresh token for a new pair.
 func (s *server) integrationRefresh(c *gin.Context) {
-	f, ok := s.integrationFields(c, "refresh_token")
+	body, ok := s.integrationBody(c)
+	if !ok {
+		return
+	}
+	f, ok := integrationFields(c, body, "refresh_token")
 	if !ok {
 		return
 	}

@@ -37,6 +37,8 @@ var messages = map[string][2]string{ // [en, ru]
 	"not_found":       {"Not found.", "Не найдено."},
 	"method":          {"The :method method is not supported for this route. Supported methods: :allowed.", "Метод :method не поддерживается для этого адреса. Поддерживаются: :allowed."},
 	"bad_api":         {"The api parameter must be client, admin or integration.", "Параметр api должен быть client, admin или integration."},
+	"too_many":        {"Too Many Attempts.", "Слишком много попыток."},
+	"captcha_wrong":   {"The captcha is incorrect.", "Неверно введена капча."},
 	"too_large":       {"The request body is too large.", "Тело запроса слишком велико."},
 	"server_error":    {"Server Error", "Ошибка сервера"},
 	"no_admin":        {"This account has no access to the admin panel.", "У этой учётной записи нет доступа к панели администратора."},
@@ -192,9 +194,8 @@ func (s *server) methodNotAllowed(c *gin.Context) {
 		integrationError(c, http.StatusMethodNotAllowed, codeMethod)
 		return
 	}
-	allowed := c.Writer.Header().Get("Allow")
 	c.AbortWithStatusJSON(http.StatusMethodNotAllowed, gin.H{"message": msg(c, "method",
-		":method", c.Request.Method, ":allowed", strings.ReplaceAll(allowed, ",", ", "))})
+		":method", c.Request.Method, ":allowed", c.Writer.Header().Get("Allow"))})
 }
 
 // formatTime is the seed product's "YYYY-MM-DD HH:MM:SS", in the box's

@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"vmsauth/auth"
+	"vmsauth/captcha"
 )
 
 // DefaultBodyLimit caps request bodies; a login is a few hundred bytes.
@@ -33,12 +34,31 @@ type Options struct {
 	BodyLimit int64
 	// Logger receives request and login logs; default slog.Default().
 	Logger *slog.Logger
+	// Throttle limits the three login APIs; nil turns throttling off.
+	Throttle *auth.Throttle
+	// Captchas serves GET /api/v1/captcha; nil serves none.
+	Captchas *captcha.Captchas
+	// RequireCaptcha makes client logins solve a captcha (needs Captchas).
+	RequireCaptcha bool
+	// CaptchaLimit bounds captcha requests per IP; nil means 20 per 10
+	// minutes on the real clock.
+	CaptchaLimit *auth.Window
 }
+
+// Captcha request budget per client IP (SPEC §2).
+const (
+	captchaPerIP  = 20
+	captchaWindow = 10 * time.Minute
+)
 
 // server holds what every handler needs.
 type server struct {
-	svc *auth.Service
-	log *slog.Logger
+	svc            *auth.Service
+	log            *slog.Logger
+	throttle       *auth.Throttle
+	captchas       *captcha.Captchas
+	requireCaptcha bool
+	captchaLimit   *auth.Window
 }
 
 func init() {
@@ -55,7 +75,16 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	s := &server{svc: svc, log: opt.Logger}
+	if opt.RequireCaptcha && opt.Captchas == nil {
+		return nil, errors.New("web: RequireCaptcha needs Captchas")
+	}
+	if opt.CaptchaLimit == nil {
+		opt.CaptchaLimit = auth.NewWindow(captchaPerIP, captchaWindow, auth.DefaultMaxCounters, time.Now)
+	}
+	s := &server{
+		svc: svc, log: opt.Logger, throttle: opt.Throttle,
+		captchas: opt.Captchas, requireCaptcha: opt.RequireCaptcha, captchaLimit: opt.CaptchaLimit,
+	}
 
 	r := gin.New()
 	// Gin trusts X-Forwarded-For from everyone by default; a camera client
@@ -77,6 +106,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.NoMethod(s.methodNotAllowed)
 
 	s.clientRoutes(r)
+	s.captchaRoutes(r)
 	s.adminRoutes(r)
 	s.integrationRoutes(r)
 	r.GET("/auth/verify", s.verify)

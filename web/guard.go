@@ -1,0 +1,139 @@
+package web
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"vmsauth/auth"
+	"vmsauth/captcha"
+)
+
+// admit runs the login throttle for a request naming login (maybe "").
+// Refused, it answers 429 in api's envelope and returns false. Admitted, it
+// sets the budget headers and returns the attempt, which counts as a
+// failure of login unless the handler calls Succeeded.
+func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attempt, bool) {
+	if s.throttle == nil {
+		return &auth.Attempt{}, true
+	}
+	d, att := s.throttle.Begin(c.ClientIP(), login)
+	if !d.Allowed {
+		s.log.Warn("login throttled", "api", api, "login", login, "ip", c.ClientIP())
+		s.tooMany(c, api, d)
+		return nil, false
+	}
+	setRateHeaders(c, d)
+	return att, true
+}
+
+func setRateHeaders(c *gin.Context, d auth.Decision) {
+	c.Header("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+	c.Header("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+}
+
+// tooMany answers 429 with Retry-After and X-RateLimit-Reset, as Laravel's
+// throttle does.
+func (s *server) tooMany(c *gin.Context, api auth.API, d auth.Decision) {
+	setRateHeaders(c, d)
+	c.Header("Retry-After", strconv.Itoa(d.RetryAfter(s.svc.Now())))
+	c.Header("X-RateLimit-Reset", strconv.FormatInt(d.Reset.Unix(), 10))
+	if api == auth.APIIntegration {
+		integrationError(c, http.StatusTooManyRequests, codeTooMany)
+		return
+	}
+	message(c, http.StatusTooManyRequests, "too_many")
+}
+
+// captchaRoutes serves the seed product's "Getting captcha" endpoint and
+// an audio version of the same digits.
+func (s *server) captchaRoutes(r *gin.Engine) {
+	if s.captchas == nil {
+		return
+	}
+	r.GET("/api/v1/captcha", s.newCaptcha)
+	r.GET("/api/v1/captcha/:key/audio", s.captchaAudio)
+}
+
+// captchaAllowed applies the per-IP captcha budget: drawing costs CPU, and
+// every captcha takes a place in the bounded store.
+func (s *server) captchaAllowed(c *gin.Context) bool {
+	d := s.captchaLimit.Take(c.ClientIP())
+	if !d.Allowed {
+		s.tooMany(c, auth.APIClient, d)
+		return false
+	}
+	setRateHeaders(c, d)
+	c.Header("Cache-Control", "no-store")
+	return true
+}
+
+func (s *server) newCaptcha(c *gin.Context) {
+	if !s.captchaAllowed(c) {
+		return
+	}
+	key, png, err := s.captchas.New()
+	if err != nil {
+		s.internalError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, struct {
+		Sensitive bool   `json:"sensitive"`
+		Key       string `json:"key"`
+		Img       string `json:"img"`
+		TTL       int    `json:"ttl"`
+	}{false, key, "data:image/png;base64," + base64.StdEncoding.EncodeToString(png), int(s.captchas.TTL().Seconds())})
+}
+
+func (s *server) captchaAudio(c *gin.Context) {
+	if !s.captchaAllowed(c) {
+		return
+	}
+	wav, err := s.captchas.Audio(c.Param("key"), lang(c))
+	switch {
+	case errors.Is(err, captcha.ErrNotFound):
+		message(c, http.StatusNotFound, "not_found")
+	case err != nil:
+		s.internalError(c, err)
+	default:
+		c.Data(http.StatusOK, "audio/wav", wav)
+	}
+}
+
+// checkCaptcha applies the captcha to a client login that passed field
+// validation: a login within its session-limit grace skips it, anything
+// else must solve it. It reports whether the login may go on; a wrong
+// answer is answered 422 here.
+func (s *server) checkCaptcha(c *gin.Context, login, sessionID, key, answer string) bool {
+	if !s.requireCaptcha {
+		return true
+	}
+	if sessionID != "" && s.captchas.UseGrace(login, key) {
+		return true
+	}
+	if !s.captchas.Verify(key, answer) {
+		invalidField(c, "captcha", "captcha_wrong")
+		return false
+	}
+	return true
+}
+
+// captchaFields validates the captcha fields of a client login into errs:
+// both are required while captchas are on, unless the login is within its
+// session-limit grace.
+func (s *server) captchaFields(c *gin.Context, errs fieldErrors, fields map[string]json.RawMessage, login, sessionID string) (key, answer string) {
+	if !s.requireCaptcha {
+		return "", ""
+	}
+	key, _, keyOK := stringField(fields, "key")
+	if sessionID != "" && keyOK && s.captchas.HasGrace(login, key) {
+		return key, ""
+	}
+	answer = requiredString(c, errs, fields, "captcha")
+	key = requiredString(c, errs, fields, "key")
+	return key, answer
+}

@@ -1,0 +1,335 @@
+package web_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"image/png"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"vmsauth/auth"
+	"vmsauth/captcha"
+	"vmsauth/web"
+)
+
+// captchaAnswer is what every captcha in these tests shows.
+const captchaAnswer = "31415"
+
+// guarded turns on throttling and captchas as serve does, on the env's
+// clock, with captchas whose answer is always captchaAnswer.
+func guarded(requireCaptcha bool, trusted ...string) envOption {
+	return func(a *auth.Config, w *web.Options) {
+		w.Throttle = auth.NewThrottle(auth.ThrottleConfig{Now: a.Now})
+		w.Captchas = captcha.New(captcha.Config{Now: a.Now, Digits: func(int) []byte { return []byte{3, 1, 4, 1, 5} }})
+		w.RequireCaptcha = requireCaptcha
+		w.CaptchaLimit = auth.NewWindow(20, 10*time.Minute, 1000, a.Now)
+		w.TrustedProxies = trusted
+	}
+}
+
+// roomy raises the login throttle's limits, for tests about other things
+// that make many logins.
+func roomy(a *auth.Config, w *web.Options) {
+	w.Throttle = auth.NewThrottle(auth.ThrottleConfig{IPLimit: 1000, LoginLimit: 1000, Now: a.Now})
+}
+
+// newCaptcha fetches a captcha and returns its key.
+func (e *env) newCaptcha(headers ...string) string {
+	e.t.Helper()
+	r := e.do("GET", "/api/v1/captcha", nil, headers...)
+	wantStatus(e.t, r, http.StatusOK)
+	return r.JSON(e.t)["key"].(string)
+}
+
+func wantThrottle(t *testing.T, r response, now time.Time, retry int) {
+	t.Helper()
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if got := r.Header.Get("Retry-After"); got != strconv.Itoa(retry) {
+		t.Errorf("Retry-After = %q, want %d", got, retry)
+	}
+	if got := r.Header.Get("X-RateLimit-Reset"); got != strconv.FormatInt(now.Add(time.Duration(retry)*time.Second).Unix(), 10) {
+		t.Errorf("X-RateLimit-Reset = %q", got)
+	}
+}
+
+func TestThrottleEachAPI(t *testing.T) {
+	for _, tt := range []struct {
+		name, path, body, want string
+	}{
+		{"Client", "/api/v1/token", `{"login":"alice","password":"password1"}`, `{"message":"Too Many Attempts."}`},
+		{"Admin", "/api/admin/v1/auth/token", `{"login":"alice","password":"password1"}`, `{"message":"Too Many Attempts."}`},
+		{"Integration", "/v1/login_check", `{"username":"alice","password":"password1"}`, `{"errors":[{"error":429,"message":"Too Many Attempts."}]}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, guarded(false))
+			u := e.addUser("alice", auth.AllAPIs)
+			if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.SessionsLimit = 100; return false, nil }); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 10 {
+				r := e.do("POST", tt.path, tt.body)
+				wantStatus(t, r, http.StatusOK) // successes count per IP too
+				if r.Header.Get("X-RateLimit-Limit") != "10" || r.Header.Get("X-RateLimit-Remaining") != strconv.Itoa(9-i) {
+					t.Fatalf("request %d: limit %q remaining %q", i+1, r.Header.Get("X-RateLimit-Limit"), r.Header.Get("X-RateLimit-Remaining"))
+				}
+				e.Clock.Add(time.Second)
+			}
+			r := e.do("POST", tt.path, tt.body)
+			wantThrottle(t, r, e.Clock.Now(), 590)
+			if string(r.Body) != tt.want {
+				t.Fatalf("body %s, want %s", r.Body, tt.want)
+			}
+			// A malformed request is refused too: throttling comes first.
+			wantStatus(t, e.do("POST", tt.path, "{"), http.StatusTooManyRequests)
+			e.Clock.Add(590 * time.Second)
+			wantStatus(t, e.do("POST", tt.path, tt.body), http.StatusOK)
+		})
+	}
+}
+
+func TestThrottleSharedAcrossAPIs(t *testing.T) {
+	e := newEnv(t, guarded(false))
+	e.addUser("alice", auth.AllAPIs)
+	for range 5 {
+		e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1"}`)
+		e.do("POST", "/api/admin/v1/auth/token", `{"login":"alice","password":"password1"}`)
+	}
+	r := e.do("POST", "/v1/login_check", `{"username":"alice","password":"password1"}`)
+	wantStatus(t, r, http.StatusTooManyRequests)
+}
+
+func TestThrottlePerLogin(t *testing.T) {
+	// Guesses come through a trusted proxy from ten addresses.
+	e := newEnv(t, guarded(false, "127.0.0.1/32"))
+	e.addUser("alice", auth.AllAPIs)
+	for i := range 10 {
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"wrong-password"}`, "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+	}
+	e.Clock.Add(time.Minute)
+	// Even the right password, from a fresh address, on another API.
+	r := e.do("POST", "/api/admin/v1/auth/token", `{"login":"ALICE","password":"password1"}`, "X-Forwarded-For", "203.0.113.7")
+	wantThrottle(t, r, e.Clock.Now(), 540)
+	r = e.do("POST", "/v1/login_check", `{"username":"alice","password":"password1"}`, "X-Forwarded-For", "203.0.113.8")
+	wantStatus(t, r, http.StatusTooManyRequests)
+	e.Clock.Add(9 * time.Minute)
+	r = e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1"}`, "X-Forwarded-For", "203.0.113.9")
+	wantStatus(t, r, http.StatusOK)
+}
+
+func TestThrottleClientIP(t *testing.T) {
+	t.Run("SpoofedForwardedForIgnored", func(t *testing.T) {
+		e := newEnv(t, guarded(false))
+		for i := range 10 {
+			e.do("POST", "/api/v1/token", `{}`, "X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i))
+		}
+		r := e.do("POST", "/api/v1/token", `{}`, "X-Forwarded-For", "192.0.2.200")
+		wantStatus(t, r, http.StatusTooManyRequests)
+	})
+	t.Run("TrustedProxy", func(t *testing.T) {
+		e := newEnv(t, guarded(false, "127.0.0.1/32"))
+		for range 10 {
+			e.do("POST", "/api/v1/token", `{}`, "X-Forwarded-For", "192.0.2.1")
+		}
+		wantStatus(t, e.do("POST", "/api/v1/token", `{}`, "X-Forwarded-For", "192.0.2.1"), http.StatusTooManyRequests)
+		wantStatus(t, e.do("POST", "/api/v1/token", `{}`, "X-Forwarded-For", "192.0.2.2"), http.StatusUnprocessableEntity)
+		// The client cannot prepend its own entry: the rightmost address
+		// that is not a trusted proxy is the one counted.
+		wantStatus(t, e.do("POST", "/api/v1/token", `{}`, "X-Forwarded-For", "192.0.2.99, 192.0.2.1"), http.StatusTooManyRequests)
+	})
+}
+
+func TestThrottleRussian(t *testing.T) {
+	e := newEnv(t, guarded(false))
+	for range 10 {
+		e.do("POST", "/api/v1/token", `{}`)
+	}
+	r := e.do("POST", "/api/v1/token", `{}`, "Hl", "ru")
+	if r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "Слишком много попыток.") {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+}
+
+func TestCaptchaEndpoint(t *testing.T) {
+	e := newEnv(t, guarded(true))
+	r := e.do("GET", "/api/v1/captcha", nil)
+	wantStatus(t, r, http.StatusOK)
+	body := r.JSON(t)
+	if body["sensitive"] != false || body["ttl"] != float64(60) || len(body["key"].(string)) < 20 {
+		t.Fatalf("captcha answer %v", body)
+	}
+	img, ok := strings.CutPrefix(body["img"].(string), "data:image/png;base64,")
+	if !ok {
+		t.Fatalf("img is not a PNG data URL: %.40s", body["img"])
+	}
+	raw, err := base64.StdEncoding.DecodeString(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := png.Decode(bytes.NewReader(raw))
+	if err != nil || m.Bounds().Dx() != captcha.Width || m.Bounds().Dy() != captcha.Height {
+		t.Fatalf("image: %v %v", err, m.Bounds())
+	}
+	if r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q", r.Header.Get("Cache-Control"))
+	}
+
+	key := body["key"].(string)
+	for _, hl := range []string{"en", "ru"} {
+		r := e.do("GET", "/api/v1/captcha/"+key+"/audio", nil, "Hl", hl)
+		wantStatus(t, r, http.StatusOK)
+		if r.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(r.Body, []byte("RIFF")) || string(r.Body[8:12]) != "WAVE" {
+			t.Fatalf("%s audio: %s % x", hl, r.Header.Get("Content-Type"), r.Body[:12])
+		}
+	}
+	r = e.do("GET", "/api/v1/captcha/nope/audio", nil)
+	wantStatus(t, r, http.StatusNotFound)
+
+	// 20 requests per IP in 10 minutes (4 made above), then 429.
+	for range 16 {
+		wantStatus(t, e.do("GET", "/api/v1/captcha", nil), http.StatusOK)
+	}
+	r = e.do("GET", "/api/v1/captcha", nil)
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+	e.Clock.Add(10 * time.Minute)
+	wantStatus(t, e.do("GET", "/api/v1/captcha", nil), http.StatusOK)
+}
+
+func TestCaptchaLogin(t *testing.T) {
+	e := newEnv(t, guarded(true), roomy)
+	e.addUser("alice", auth.AllAPIs)
+	login := func(fields string) response {
+		t.Helper()
+		return e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1"`+fields+`}`)
+	}
+	wantCaptchaError := func(r response, field, text string) {
+		t.Helper()
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+		errs := r.JSON(t)["errors"].(map[string]any)
+		if got := fmt.Sprint(errs[field]); !strings.Contains(got, text) {
+			t.Fatalf("errors.%s = %s, want %q; body %s", field, got, text, r.Body)
+		}
+	}
+
+	t.Run("Required", func(t *testing.T) {
+		r := login(``)
+		wantCaptchaError(r, "captcha", "The captcha field is required.")
+		wantCaptchaError(r, "key", "The key field is required.")
+	})
+	t.Run("OK", func(t *testing.T) {
+		wantStatus(t, login(`,"captcha":"`+captchaAnswer+`","key":"`+e.newCaptcha()+`"`), http.StatusOK)
+	})
+	t.Run("AnswerWithSpaces", func(t *testing.T) {
+		wantStatus(t, login(`,"captcha":" 314 15 ","key":"`+e.newCaptcha()+`"`), http.StatusOK)
+	})
+	t.Run("WrongAnswerUsesTheKey", func(t *testing.T) {
+		key := e.newCaptcha()
+		wantCaptchaError(login(`,"captcha":"00000","key":"`+key+`"`), "captcha", "The captcha is incorrect.")
+		wantCaptchaError(login(`,"captcha":"`+captchaAnswer+`","key":"`+key+`"`), "captcha", "incorrect")
+	})
+	t.Run("SingleUse", func(t *testing.T) {
+		key := e.newCaptcha()
+		wantStatus(t, login(`,"captcha":"`+captchaAnswer+`","key":"`+key+`"`), http.StatusOK)
+		wantCaptchaError(login(`,"captcha":"`+captchaAnswer+`","key":"`+key+`"`), "captcha", "incorrect")
+	})
+	t.Run("WrongPasswordUsesTheKey", func(t *testing.T) {
+		key := e.newCaptcha()
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"wrong-password","captcha":"`+captchaAnswer+`","key":"`+key+`"}`)
+		wantCaptchaError(r, "login", "These credentials do not match our records.")
+		wantCaptchaError(login(`,"captcha":"`+captchaAnswer+`","key":"`+key+`"`), "captcha", "incorrect")
+	})
+	t.Run("Expired", func(t *testing.T) {
+		key := e.newCaptcha()
+		e.Clock.Add(61 * time.Second)
+		wantCaptchaError(login(`,"captcha":"`+captchaAnswer+`","key":"`+key+`"`), "captcha", "incorrect")
+	})
+	t.Run("Russian", func(t *testing.T) {
+		r := e.do("POST", "/api/v1/token?hl=ru", `{"login":"alice","password":"password1","captcha":"1","key":"`+e.newCaptcha()+`"}`)
+		wantCaptchaError(r, "captcha", "Неверно введена капча.")
+	})
+}
+
+// TestCaptchaGrace covers seed 000's 419: a captcha solved by a login that
+// hit the session limit stays good for a retry with a session_id.
+func TestCaptchaGrace(t *testing.T) {
+	e := newEnv(t, guarded(true), roomy)
+	u := e.addUser("alice", auth.AllAPIs)
+	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.SessionsLimit = 1; return false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	withCaptcha := func(extra string) response {
+		t.Helper()
+		key := e.newCaptcha()
+		return e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","captcha":"`+captchaAnswer+`","key":"`+key+`"`+extra+`}`)
+	}
+	wantStatus(t, withCaptcha(""), http.StatusOK)
+
+	limited := func() (string, string) {
+		t.Helper()
+		key := e.newCaptcha()
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","captcha":"`+captchaAnswer+`","key":"`+key+`"}`)
+		wantStatus(t, r, 419)
+		body := r.JSON(t)
+		if body["key"] != key || body["captcha_will_required_in"] != float64(120) {
+			t.Fatalf("419 body %s; want key %s and captcha_will_required_in 120", r.Body, key)
+		}
+		return key, body["sessions"].([]any)[0].(map[string]any)["id"].(string)
+	}
+
+	t.Run("RetryWithoutCaptcha", func(t *testing.T) {
+		_, sid := limited()
+		e.Clock.Add(119 * time.Second)
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`)
+		wantStatus(t, r, http.StatusOK)
+	})
+	t.Run("RetryWithTheSameCaptcha", func(t *testing.T) {
+		key, sid := limited()
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`","captcha":"`+captchaAnswer+`","key":"`+key+`"}`)
+		wantStatus(t, r, http.StatusOK)
+	})
+	t.Run("GraceIsSpentOnce", func(t *testing.T) {
+		_, sid := limited()
+		wantStatus(t, e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`), http.StatusOK)
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`)
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+	})
+	t.Run("GraceExpires", func(t *testing.T) {
+		_, sid := limited()
+		e.Clock.Add(120 * time.Second)
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`)
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+		if !strings.Contains(string(r.Body), "captcha") {
+			t.Fatalf("want a captcha error, got %s", r.Body)
+		}
+	})
+	t.Run("NoGraceWithoutSessionID", func(t *testing.T) {
+		limited()
+		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1"}`)
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+	})
+}
+
+func TestCaptchaOff(t *testing.T) {
+	e := newEnv(t, guarded(false))
+	u := e.addUser("alice", auth.AllAPIs)
+	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.SessionsLimit = 1; return false, nil }); err != nil {
+		t.Fatal(err)
+	}
+	e.clientLogin("alice")
+	r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1"}`)
+	wantStatus(t, r, 419)
+	body := r.JSON(t)
+	if _, ok := body["key"]; ok {
+		t.Fatalf("419 with captchas off has key: %s", r.Body)
+	}
+	if _, ok := body["captcha_will_required_in"]; ok {
+		t.Fatalf("419 with captchas off has captcha_will_required_in: %s", r.Body)
+	}
+}
