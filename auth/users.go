@@ -35,6 +35,8 @@ type NewUser struct {
 	// CannotUpdatePassword is negative so the zero value lets users change
 	// their own password, as the seed's can_update_password defaults.
 	CannotUpdatePassword bool
+	CameraGroups         []CameraGroup
+	SubnetGroups         []SubnetGroup
 }
 
 // CreateUser validates n and stores a new user. It returns
@@ -76,7 +78,8 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
 		SessionsLimit: n.SessionsLimit, PTZPriority: n.PTZPriority,
 		ParentID: n.ParentID, ExpiredAt: n.ExpiredAt,
 		CanUpdatePassword: !n.CannotUpdatePassword,
-		CreatedAt:         now, UpdatedAt: now,
+		CameraGroups:      n.CameraGroups, SubnetGroups: n.SubnetGroups,
+		CreatedAt: now, UpdatedAt: now,
 	}
 	if err := s.store.CreateUser(u); err != nil {
 		if errors.Is(err, ErrLoginTaken) {
@@ -238,4 +241,129 @@ func sortedPermissions(names []string) []string {
 		}
 	}
 	return out
+}
+
+// UserPatch changes some fields of a user; nil fields stay as they are.
+type UserPatch struct {
+	Name              *string
+	APIs              *[]API
+	Permissions       *[]string
+	SessionsLimit     *int
+	PTZPriority       *int
+	ExpiredAt         **time.Time // set to a nil *time.Time to clear
+	Disabled          *bool
+	CanUpdatePassword *bool
+	CameraGroups      *[]CameraGroup
+	SubnetGroups      *[]SubnetGroup
+}
+
+// UpdateUser applies p to the user with id on behalf of actor, the admin
+// making the change. An admin may not take away their own admin access nor
+// disable themselves: the box would be left without the technician who
+// was setting it up. Disabling ends the user's sessions and tokens. It
+// returns *ValidationError, ErrUserNotFound, or the stored user.
+func (s *Service) UpdateUser(actor *User, id int64, p UserPatch) (*User, error) {
+	var v ValidationError
+	if p.Name != nil {
+		if *p.Name == "" {
+			v.Add("name", "required", "")
+		}
+		checkName(&v, *p.Name)
+	}
+	if p.APIs != nil {
+		checkAPIs(&v, *p.APIs)
+		if actor != nil && actor.ID == id && !slices.Contains(*p.APIs, APIAdmin) {
+			v.Add("apis", "self_admin", "")
+		}
+	}
+	if p.Permissions != nil {
+		checkPermissions(&v, *p.Permissions)
+	}
+	if p.SessionsLimit != nil {
+		checkRange(&v, "sessions_limit", *p.SessionsLimit, 0, maxSessionsLimit)
+	}
+	if p.PTZPriority != nil {
+		checkRange(&v, "ptz_priority", *p.PTZPriority, 0, maxPTZPriority)
+	}
+	if p.Disabled != nil && *p.Disabled && actor != nil && actor.ID == id {
+		v.Add("disabled", "self_disable", "")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+		if p.Name != nil {
+			u.Name = *p.Name
+		}
+		if p.APIs != nil {
+			u.APIs = sortedAPIs(*p.APIs)
+		}
+		if p.Permissions != nil {
+			u.Permissions = sortedPermissions(*p.Permissions)
+		}
+		if p.SessionsLimit != nil {
+			u.SessionsLimit = *p.SessionsLimit
+		}
+		if p.PTZPriority != nil {
+			u.PTZPriority = *p.PTZPriority
+		}
+		if p.ExpiredAt != nil {
+			u.ExpiredAt = *p.ExpiredAt
+		}
+		if p.CanUpdatePassword != nil {
+			u.CanUpdatePassword = *p.CanUpdatePassword
+		}
+		if p.CameraGroups != nil {
+			u.CameraGroups = *p.CameraGroups
+		}
+		if p.SubnetGroups != nil {
+			u.SubnetGroups = *p.SubnetGroups
+		}
+		end := false
+		if p.Disabled != nil {
+			end = *p.Disabled && !u.Disabled
+			u.Disabled = *p.Disabled
+		}
+		u.UpdatedAt = s.Now()
+		return end, nil
+	})
+}
+
+// DeleteUserAs removes a user on behalf of actor, who may not delete
+// themselves for the same reason they may not disable themselves.
+func (s *Service) DeleteUserAs(actor *User, id int64) error {
+	if actor != nil && actor.ID == id {
+		return &ValidationError{Fields: []FieldError{{Field: "id", Code: "self_delete"}}}
+	}
+	return s.store.DeleteUser(id)
+}
+
+// UserSessions returns every session of a user, all APIs, live or not.
+func (s *Service) UserSessions(id int64) ([]*Session, error) {
+	if _, err := s.store.User(id); err != nil {
+		return nil, err
+	}
+	return s.store.UserSessions(id)
+}
+
+// EndSession ends any session by id, or returns ErrSessionNotFound.
+func (s *Service) EndSession(id string) error { return s.store.DeleteSession(id) }
+
+// SearchUsers returns one page of users whose login or name contains
+// search (case-insensitively), ordered by id, and the number of matches.
+func (s *Service) SearchUsers(search string, page, perPage int) ([]*User, int, error) {
+	all, err := s.store.Users()
+	if err != nil {
+		return nil, 0, err
+	}
+	if search != "" {
+		q := strings.ToLower(search)
+		all = slices.DeleteFunc(all, func(u *User) bool {
+			return !strings.Contains(strings.ToLower(u.Login), q) && !strings.Contains(strings.ToLower(u.Name), q)
+		})
+	}
+	total := len(all)
+	start := min((page-1)*perPage, total)
+	end := min(start+perPage, total)
+	return all[start:end], total, nil
 }

@@ -15,6 +15,7 @@ func (s *server) adminRoutes(r *gin.Engine) {
 	authed := g.Group("", s.requireToken(auth.APIAdmin))
 	authed.GET("/auth/user", s.adminSelf)
 	authed.POST("/auth/logout", s.logout)
+	s.userRoutes(authed)
 }
 
 // adminLogin is seed 001's POST /api/admin/v1/auth/token.
