@@ -38,6 +38,9 @@ Usage:
   vmsauth user delete LOGIN        delete an account
   vmsauth user grant LOGIN PERM... grant permissions (or "all")
   vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")
+  vmsauth install [serve flags]    register the system service (data in /var/lib/vmsauth)
+  vmsauth uninstall | start | stop | restart | status
+                                   manage the system service
   vmsauth version                  print the version
 
 Every user command takes --data DIR (default ./data, or $VMSAUTH_DATA).
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "user":
 		err = userCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "install", "uninstall", "start", "stop", "restart", "status":
+		err = serviceCommand(args[0], args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "vmsauth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	case "help", "-h", "--help":
