@@ -36,6 +36,9 @@ type config struct {
 	IntegrationTTL time.Duration
 	RefreshTTL     time.Duration
 	Licenses       string
+	MetricsAllow   string
+	AuditEntries   int
+	AuditAge       time.Duration
 	LogLevel       string
 	PrintConfig    bool
 }
@@ -68,6 +71,9 @@ func serveFlags(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.IntegrationTTL, "integration-token-ttl", auth.DefaultIntegrationTTL, "lifetime of integration tokens")
 	fs.DurationVar(&c.RefreshTTL, "refresh-token-ttl", auth.DefaultRefreshTTL, "lifetime of integration refresh tokens")
 	fs.StringVar(&c.Licenses, "analytic-licenses", "", `analytic license pool, e.g. "analytic_l1=100/2,analytic_l2=100/0" (type=all/used)`)
+	fs.StringVar(&c.MetricsAllow, "metrics-allow", "", "comma-separated CIDRs besides loopback that may read /metrics")
+	fs.IntVar(&c.AuditEntries, "audit-max-entries", auth.DefaultAuditEntries, "login attempts kept in the audit trail")
+	fs.DurationVar(&c.AuditAge, "audit-max-age", auth.DefaultAuditAge, "how long login attempts are kept in the audit trail")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration and exit")
 	return fs
@@ -148,6 +154,12 @@ func (c *config) validate() error {
 			return fmt.Errorf("%s %s: want at least 1m", name, d)
 		}
 	}
+	if _, err := c.metricsAllow(); err != nil {
+		return err
+	}
+	if c.AuditEntries < 1 || c.AuditAge < time.Hour {
+		return errors.New("--audit-max-entries must be at least 1 and --audit-max-age at least 1h")
+	}
 	if _, err := c.licenses(); err != nil {
 		return err
 	}
@@ -165,6 +177,22 @@ func (c *config) proxies() ([]string, error) {
 			return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR", p)
 		}
 		out = append(out, p)
+	}
+	return out, nil
+}
+
+// metricsAllow parses --metrics-allow; a bare address is a one-host network.
+func (c *config) metricsAllow() ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, p := range splitList(c.MetricsAllow) {
+		if ip := net.ParseIP(p); ip != nil {
+			p += map[bool]string{true: "/32", false: "/128"}[ip.To4() != nil]
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-allow: %q is neither an address nor a CIDR", p)
+		}
+		out = append(out, n)
 	}
 	return out, nil
 }

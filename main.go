@@ -38,12 +38,17 @@ Usage:
   vmsauth user delete LOGIN        delete an account
   vmsauth user grant LOGIN PERM... grant permissions (or "all")
   vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")
+  vmsauth backup FILE              write a checked copy of the live database
+  vmsauth restore FILE             replace the database with a backup (service stopped)
+  vmsauth audit [--login L] [--since T] [--limit N]
+                                   show login attempts, newest first
   vmsauth install [serve flags]    register the system service (data in /var/lib/vmsauth)
   vmsauth uninstall | start | stop | restart | status
                                    manage the system service
   vmsauth version                  print the version
 
-Every user command takes --data DIR (default ./data, or $VMSAUTH_DATA).
+Every user, backup, restore and audit command takes --data DIR (default
+./data, or $VMSAUTH_DATA), and works whether or not the service is running.
 `
 
 func main() {
@@ -69,6 +74,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = serve(ctx, args[1:], getenv, stdout, stderr)
 	case "user":
 		err = userCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "backup":
+		err = backupCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "restore":
+		err = restoreCommand(args[1:], getenv, stdout, stderr)
+	case "audit":
+		err = auditCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
 	case "install", "uninstall", "start", "stop", "restart", "status":
 		err = serviceCommand(args[0], args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-v":
@@ -79,11 +90,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "vmsauth: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	var code exitCode
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.As(err, &code):
+		return int(code)
 	default:
 		var verr *auth.ValidationError
 		if errors.As(err, &verr) {

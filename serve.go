@@ -56,7 +56,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("creating the first admin: %w", err)
 	}
 
+	auditor := auth.NewAuditor(db, cfg.AuditEntries, cfg.AuditAge, nil, func(err error) {
+		log.Error("writing the audit trail", "err", err)
+	})
+	defer auditor.Close()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() { sweep(sweepCtx, db, log); close(swept) }()
+	// The sweep must be out of the database before it closes.
+	defer func() { stopSweep(); <-swept }()
+
+	ctl, err := listenControl(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	ctlCtx, stopCtl := context.WithCancel(context.Background())
+	ctlDone := make(chan struct{})
+	go func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log); close(ctlDone) }()
+	// Commands in flight on the socket finish before the database closes.
+	defer func() { stopCtl(); <-ctlDone }()
+
 	proxies, _ := cfg.proxies()
+	allow, _ := cfg.metricsAllow()
 	h, err := web.New(svc, web.Options{
 		TrustedProxies: proxies,
 		Logger:         log,
@@ -65,6 +86,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}),
 		Captchas:       captcha.New(captcha.Config{}),
 		RequireCaptcha: cfg.Captcha,
+		Audit:          auditor,
+		LiveSessions:   func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
+		MetricsAllow:   allow,
 	})
 	if err != nil {
 		return err
@@ -112,6 +136,32 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	return nil
+}
+
+// Sweep timing: expired sessions are kept a week so their tokens answer
+// "expired" rather than "invalid", and the sweep runs hourly.
+const (
+	sweepKeep  = 7 * 24 * time.Hour
+	sweepEvery = time.Hour
+)
+
+// sweep deletes dead sessions and refresh tokens now and every hour until
+// ctx ends, so the database file does not grow forever.
+func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		if n, err := db.Sweep(time.Now(), sweepKeep); err != nil {
+			log.Error("sweeping expired sessions", "err", err)
+		} else if n > 0 {
+			log.Info("swept expired sessions and tokens", "removed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // openService opens the database in dir (creating dir if needed) and

@@ -20,6 +20,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
+	original := append([]string{"user"}, args...)
 	sub, args := args[0], args[1:]
 	var (
 		dataDir    string
@@ -59,11 +60,16 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		login, pos = pos[0], pos[1:]
 	}
 
-	db, svc, err := openService(dataDir, auth.Config{BcryptCost: cost})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+	return withService(ctx, dataDir, auth.Config{BcryptCost: cost}, original, stdin, stdout, stderr, func(l *local) error {
+		return userRun(ctx, l.svc, sub, login, pos, auth.NewUser{
+			Login: login, Name: name, APIs: parseAPIs(apis), Permissions: permissionList(perms),
+			SessionsLimit: limit, PasswordHash: importHash,
+		}, stdin, stdout, stderr)
+	})
+}
+
+// userRun executes a parsed user command on an open service.
+func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []string, n auth.NewUser, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	if sub == "list" {
 		users, err := svc.Users()
@@ -82,10 +88,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		return errUsage
 	}
 	if sub == "add" {
-		return addUser(ctx, svc, stdin, stdout, auth.NewUser{
-			Login: login, Name: name, APIs: parseAPIs(apis), Permissions: permissionList(perms),
-			SessionsLimit: limit, PasswordHash: importHash,
-		})
+		return addUser(ctx, svc, stdin, stdout, n)
 	}
 
 	u, err := svc.UserByLogin(login)

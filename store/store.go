@@ -18,9 +18,17 @@ import (
 	"vmsauth/auth"
 )
 
+// migrations[i] upgrades a database from schema version i+1 to i+2. A
+// change to the file's shape appends a step here; Open runs the steps a
+// file lacks, in the same transaction that records the new version.
+var migrations = []func(tx *bolt.Tx) error{
+	// 1 → 2: the audit trail.
+	func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucketAudit); return err },
+}
+
 // schemaVersion is written into new databases and checked on every open, so
 // an older vmsauth refuses a file a newer one has reshaped.
-const schemaVersion = 1
+var schemaVersion = uint64(len(migrations) + 1)
 
 var (
 	bucketMeta           = []byte("meta")
@@ -31,9 +39,10 @@ var (
 	bucketUserSessions   = []byte("user_sessions") // user id + session id → nothing
 	bucketRefresh        = []byte("refresh")       // token hash → Refresh
 	bucketUserRefresh    = []byte("user_refresh")  // user id + token hash → nothing
+	bucketAudit          = []byte("audit")         // sequence → AuditEntry
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsersByLogin, bucketSessions,
-		bucketSessionsByHash, bucketUserSessions, bucketRefresh, bucketUserRefresh}
+		bucketSessionsByHash, bucketUserSessions, bucketRefresh, bucketUserRefresh, bucketAudit}
 
 	keySchema = []byte("schema")
 )
@@ -117,7 +126,7 @@ func prepare(tx *bolt.Tx) error {
 		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
 			return err
 		}
-		if err := meta.Put(keySchema, itob(schemaVersion)); err != nil {
+		if err := meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
 			return err
 		}
 	}
@@ -125,8 +134,20 @@ func prepare(tx *bolt.Tx) error {
 	if len(v) != 8 {
 		return ErrForeign
 	}
-	if n := binary.BigEndian.Uint64(v); n != schemaVersion {
-		return fmt.Errorf("schema version %d, but this vmsauth knows only version %d", n, schemaVersion)
+	n := binary.BigEndian.Uint64(v)
+	switch {
+	case n == 0 || n > schemaVersion:
+		return fmt.Errorf("schema version %d, but this vmsauth knows only up to version %d (was it written by a newer vmsauth?)", n, schemaVersion)
+	case n < schemaVersion && !tx.Writable():
+		return fmt.Errorf("schema version %d needs upgrading to %d; open it read-write once", n, schemaVersion)
+	}
+	for ; n < schemaVersion; n++ {
+		if err := migrations[n-1](tx); err != nil {
+			return fmt.Errorf("upgrading schema %d to %d: %w", n, n+1, err)
+		}
+		if err := meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, n+1)); err != nil {
+			return err
+		}
 	}
 	for _, name := range allBuckets {
 		if !tx.Writable() {

@@ -29,6 +29,7 @@ func (s *server) userRoutes(g *gin.RouterGroup) {
 	g.GET("/users/:id/sessions", need(auth.PermSessionsView), s.withUser, s.userSessions)
 	g.DELETE("/sessions/:id", need(auth.PermSessionsDestroy), s.endSession)
 	g.GET("/permissions", need(auth.PermPermissionsView), s.permissions)
+	g.GET("/audit", need(auth.PermAuditView), s.auditTrail)
 }
 
 // need answers 403 unless the caller holds the permission.
@@ -265,6 +266,53 @@ func (s *server) endSession(c *gin.Context) {
 
 func (s *server) permissions(c *gin.Context) { c.JSON(http.StatusOK, auth.Catalog) }
 
+// auditTrail lists login attempts, newest first: ?login= (any case),
+// ?since= ("YYYY-MM-DD HH:MM:SS" or a date, box time), ?limit= (default
+// 100, at most 1000).
+func (s *server) auditTrail(c *gin.Context) {
+	if s.audit == nil {
+		c.JSON(http.StatusOK, []auth.AuditEntry{})
+		return
+	}
+	f := auth.AuditFilter{Login: c.Query("login"), Limit: queryInt(c, "limit", 100, 1, 1000)}
+	if v := c.Query("since"); v != "" {
+		t, err := ParseTime(v)
+		if err != nil {
+			invalid(c, fieldErrors{"since": {FieldMessage(lang(c), auth.FieldError{Field: "since", Code: "date"})}})
+			return
+		}
+		f.Since = t
+	}
+	entries, err := s.audit.Query(f)
+	if err != nil {
+		s.laravelError(c, err)
+		return
+	}
+	type row struct {
+		Time   string   `json:"time"`
+		IP     string   `json:"ip"`
+		Login  string   `json:"login"`
+		API    auth.API `json:"api"`
+		Result string   `json:"result"`
+		Reason string   `json:"reason"`
+	}
+	out := make([]row, len(entries))
+	for i, e := range entries {
+		out[i] = row{formatTime(e.Time), e.IP, e.Login, e.API, e.Result, e.Reason}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// ParseTime reads the APIs' time format, "YYYY-MM-DD HH:MM:SS", or a bare
+// date meaning its start, in the box's time zone.
+func ParseTime(v string) (time.Time, error) {
+	t, err := time.ParseInLocation(time.DateTime, v, time.Local)
+	if err != nil {
+		t, err = time.ParseInLocation(time.DateOnly, v, time.Local)
+	}
+	return t, err
+}
+
 // userFields reads optional typed fields of a user body, recording type
 // errors in errs. Each getter returns nil for an absent field.
 type userFields struct {
@@ -342,10 +390,7 @@ func (f userFields) date(name string) **time.Time {
 	}
 	var t *time.Time
 	if v != nil && *v != "" {
-		parsed, err := time.ParseInLocation(time.DateTime, *v, time.Local)
-		if err != nil {
-			parsed, err = time.ParseInLocation(time.DateOnly, *v, time.Local)
-		}
+		parsed, err := ParseTime(*v)
 		if err != nil {
 			f.errs.add(f.c, name, "date", "")
 			return nil

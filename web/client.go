@@ -152,13 +152,46 @@ type sessionLimitBody struct {
 	CaptchaWillRequiredIn *int    `json:"captcha_will_required_in,omitempty"`
 }
 
-// logLogin records a login attempt. Passwords and tokens are never logged.
+// logLogin records a login attempt in the log, the audit trail and the
+// metrics. Passwords and tokens are never recorded.
 func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error) {
-	if err == nil {
-		s.log.Info("login", "api", api, "login", login, "ip", c.ClientIP(), "result", "ok")
-		return
+	result, why := "ok", reason(err)
+	if err != nil {
+		result = "failed"
+		s.log.Warn("login failed", "api", api, "login", login, "ip", c.ClientIP(), "reason", why)
+	} else {
+		s.log.Info("login", "api", api, "login", login, "ip", c.ClientIP())
 	}
-	s.log.Warn("login failed", "api", api, "login", login, "ip", c.ClientIP(), "reason", err.Error())
+	s.metrics.logins.WithLabelValues(string(api), result).Inc()
+	if s.audit != nil {
+		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: clip(login, 255), API: api, Result: result, Reason: why})
+	}
+}
+
+// reason names why a login failed, in words fit for an audit trail.
+func reason(err error) string {
+	var limit *auth.SessionLimitError
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, auth.ErrBadCredentials):
+		return "bad credentials"
+	case errors.Is(err, auth.ErrAccountDisabled):
+		return "account disabled"
+	case errors.Is(err, auth.ErrAccountExpired):
+		return "account expired"
+	case errors.Is(err, auth.ErrNoAccess):
+		return "no access to this API"
+	case errors.As(err, &limit):
+		return "session limit reached"
+	case errors.Is(err, auth.ErrSessionNotFound):
+		return "unknown session_id"
+	case errors.Is(err, errCaptcha):
+		return "wrong captcha"
+	case errors.Is(err, errThrottled):
+		return "throttled"
+	}
+	return "internal error"
 }
 
 // requireToken authenticates the bearer token of api and keeps its session

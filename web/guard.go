@@ -23,7 +23,7 @@ func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attemp
 	}
 	d, att := s.throttle.Begin(c.ClientIP(), login)
 	if !d.Allowed {
-		s.log.Warn("login throttled", "api", api, "login", login, "ip", c.ClientIP())
+		s.logLogin(c, api, login, errThrottled)
 		s.tooMany(c, api, d)
 		return nil, false
 	}
@@ -36,9 +36,13 @@ func setRateHeaders(c *gin.Context, d auth.Decision) {
 	c.Header("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
 }
 
+// errThrottled is recorded for a login refused by the throttle.
+var errThrottled = errors.New("throttled")
+
 // tooMany answers 429 with Retry-After and X-RateLimit-Reset, as Laravel's
 // throttle does.
 func (s *server) tooMany(c *gin.Context, api auth.API, d auth.Decision) {
+	s.metrics.throttled.WithLabelValues(string(api)).Inc()
 	setRateHeaders(c, d)
 	c.Header("Retry-After", strconv.Itoa(d.RetryAfter(s.svc.Now())))
 	c.Header("X-RateLimit-Reset", strconv.FormatInt(d.Reset.Unix(), 10))
@@ -81,6 +85,7 @@ func (s *server) newCaptcha(c *gin.Context) {
 		s.internalError(c, err)
 		return
 	}
+	s.metrics.captchas.WithLabelValues("issued").Inc()
 	c.JSON(http.StatusOK, struct {
 		Sensitive bool   `json:"sensitive"`
 		Key       string `json:"key"`
@@ -116,9 +121,11 @@ func (s *server) checkCaptcha(c *gin.Context, login, sessionID, key, answer stri
 		return true
 	}
 	if !s.captchas.Verify(key, answer) {
+		s.metrics.captchas.WithLabelValues("failed").Inc()
 		invalidField(c, "captcha", "captcha_wrong")
 		return false
 	}
+	s.metrics.captchas.WithLabelValues("solved").Inc()
 	return true
 }
 

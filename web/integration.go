@@ -20,6 +20,7 @@ const (
 	codeTokenInvalid   = 1007
 	codeTokenMissing   = 1008
 	codeTokenExpired   = 1009
+	codeForbidden      = http.StatusForbidden
 	codeNotFound       = http.StatusNotFound
 	codeMethod         = http.StatusMethodNotAllowed
 	codeTooLarge       = http.StatusRequestEntityTooLarge
@@ -35,6 +36,7 @@ var integrationMessages = map[int]string{
 	codeTokenInvalid:   "Your token is invalid.",
 	codeTokenMissing:   "Missing token.",
 	codeTokenExpired:   "Your token is expired.",
+	codeForbidden:      "Forbidden.",
 	codeNotFound:       "Not found.",
 	codeMethod:         "Method not allowed.",
 	codeTooLarge:       "Request body is too large.",

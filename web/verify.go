@@ -34,7 +34,11 @@ func (s *server) verify(c *gin.Context) {
 		return
 	}
 	if p := c.Query("permission"); p != "" && !u.Has(p) {
-		message(c, http.StatusForbidden, "forbidden")
+		if api == auth.APIIntegration {
+			integrationError(c, http.StatusForbidden, codeForbidden)
+		} else {
+			message(c, http.StatusForbidden, "forbidden")
+		}
 		return
 	}
 	h := c.Writer.Header()

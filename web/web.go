@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -43,6 +44,12 @@ type Options struct {
 	// CaptchaLimit bounds captcha requests per IP; nil means 20 per 10
 	// minutes on the real clock.
 	CaptchaLimit *auth.Window
+	// Audit receives every login attempt; nil keeps no trail.
+	Audit *auth.Auditor
+	// LiveSessions counts live sessions by API for /metrics; nil omits it.
+	LiveSessions func() (map[auth.API]int, error)
+	// MetricsAllow are networks besides loopback that may read /metrics.
+	MetricsAllow []*net.IPNet
 }
 
 // Captcha request budget per client IP (SPEC §2).
@@ -59,6 +66,8 @@ type server struct {
 	captchas       *captcha.Captchas
 	requireCaptcha bool
 	captchaLimit   *auth.Window
+	audit          *auth.Auditor
+	metrics        *metrics
 }
 
 func init() {
@@ -84,6 +93,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	s := &server{
 		svc: svc, log: opt.Logger, throttle: opt.Throttle,
 		captchas: opt.Captchas, requireCaptcha: opt.RequireCaptcha, captchaLimit: opt.CaptchaLimit,
+		audit: opt.Audit, metrics: newMetrics(opt.LiveSessions, opt.MetricsAllow),
 	}
 
 	r := gin.New()
@@ -101,7 +111,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 
-	r.Use(s.logRequests, s.recover, limitBody(opt.BodyLimit))
+	r.Use(s.metrics.observe, s.logRequests, s.recover, limitBody(opt.BodyLimit))
 	r.NoRoute(s.notFound)
 	r.NoMethod(s.methodNotAllowed)
 
@@ -111,6 +121,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	s.integrationRoutes(r)
 	r.GET("/auth/verify", s.verify)
 	r.GET("/healthz", s.healthz)
+	r.GET("/metrics", s.metrics.handler())
 	return r, nil
 }
 

@@ -1,0 +1,141 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"vmsauth/auth"
+)
+
+// sweepBatch bounds each delete transaction, so a sweep of a large file
+// holds the writer lock only briefly at a time.
+const sweepBatch = 1000
+
+// Sweep deletes what can no longer be used, so the file does not grow
+// forever: sessions that expired before now-keep (kept that long so their
+// tokens still answer "expired" rather than "invalid" for a while), and
+// refresh tokens past their expiry, used or not (a used one is kept until
+// then, because presenting it again must still end its chain). It scans in
+// read transactions, which do not block logins, and deletes in small
+// write transactions. It returns how many records it removed.
+func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
+	cut := now.Add(-keep)
+	sessions, err := db.collect(bucketSessions, func(v []byte) (bool, error) {
+		var s auth.Session
+		err := json.Unmarshal(v, &s)
+		return err == nil && s.ExpiresAt.Before(cut), err
+	})
+	if err != nil {
+		return 0, err
+	}
+	refreshes, err := db.collect(bucketRefresh, func(v []byte) (bool, error) {
+		var r auth.Refresh
+		err := json.Unmarshal(v, &r)
+		return err == nil && !now.Before(r.ExpiresAt), err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for batch := range slices.Chunk(sessions, sweepBatch) {
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			for _, id := range batch {
+				// Re-read: the session may have been used (and extended) or
+				// ended since the scan.
+				s, err := get[auth.Session](tx, bucketSessions, id)
+				if err != nil || s == nil || !s.ExpiresAt.Before(cut) {
+					continue
+				}
+				if err := deleteSession(tx, s); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	for batch := range slices.Chunk(refreshes, sweepBatch) {
+		err := db.bolt.Update(func(tx *bolt.Tx) error {
+			for _, h := range batch {
+				r, err := get[auth.Refresh](tx, bucketRefresh, h)
+				if err != nil || r == nil {
+					continue
+				}
+				if err := tx.Bucket(bucketRefresh).Delete(h); err != nil {
+					return err
+				}
+				if err := tx.Bucket(bucketUserRefresh).Delete(userKey(r.UserID, h)); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// collect returns the keys of bucket whose values match.
+func (db *DB) collect(bucket []byte, match func(v []byte) (bool, error)) ([][]byte, error) {
+	var keys [][]byte
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			ok, err := match(v)
+			if ok {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return err
+		})
+	})
+	return keys, err
+}
+
+// Stats counts what the file holds.
+type Stats struct {
+	Users, Sessions int
+}
+
+// Stats counts users and stored sessions, live or not.
+func (db *DB) Stats() (Stats, error) {
+	var st Stats
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		st.Users = tx.Bucket(bucketUsers).Stats().KeyN
+		st.Sessions = tx.Bucket(bucketSessions).Stats().KeyN
+		return nil
+	})
+	return st, err
+}
+
+// LiveSessions counts the sessions live at now, by API. It reads every
+// session, so callers cache it.
+func (db *DB) LiveSessions(now time.Time) (map[auth.API]int, error) {
+	counts := map[auth.API]int{}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(_, v []byte) error {
+			// Only two fields are kept: the rest of each session is
+			// skipped rather than built.
+			var s struct {
+				API       auth.API  `json:"api"`
+				ExpiresAt time.Time `json:"expires_at"`
+			}
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			if now.Before(s.ExpiresAt) {
+				counts[s.API]++
+			}
+			return nil
+		})
+	})
+	return counts, err
+}
