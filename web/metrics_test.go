@@ -1,0 +1,129 @@
+package web_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"vmsauth/auth"
+	"vmsauth/captcha"
+	"vmsauth/store"
+	"vmsauth/web"
+)
+
+// appliance is the handler wired as serve wires it: throttle, captchas,
+// audit trail and live-session metrics on a real database.
+func appliance(t *testing.T) (http.Handler, *auth.Auditor) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Bootstrap(context.Background(), "admin", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	audit := auth.NewAuditor(db, 100, time.Hour, nil, func(err error) { t.Error(err) })
+	t.Cleanup(audit.Close)
+	h, err := web.New(svc, web.Options{
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Throttle:     auth.NewThrottle(auth.ThrottleConfig{IPLimit: 3}),
+		Captchas:     captcha.New(captcha.Config{}),
+		Audit:        audit,
+		LiveSessions: func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, audit
+}
+
+func serveOnce(h http.Handler, method, path, remote, body string, headers ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.RemoteAddr = remote
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestMetrics(t *testing.T) {
+	h, _ := appliance(t)
+	const local = "127.0.0.1:5000"
+	serveOnce(h, "POST", "/api/admin/v1/auth/token", local, `{"login":"admin","password":"admin-password"}`)
+	serveOnce(h, "POST", "/api/admin/v1/auth/token", local, `{"login":"admin","password":"wrong-password"}`)
+	serveOnce(h, "POST", "/api/admin/v1/auth/token", local, `{"login":"admin","password":"wrong-password"}`)
+	serveOnce(h, "POST", "/api/admin/v1/auth/token", local, `{"login":"admin","password":"wrong-password"}`) // 4th: throttled
+	serveOnce(h, "GET", "/api/v1/captcha", local, "")
+
+	rec := serveOnce(h, "GET", "/metrics", local, "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("metrics from loopback: %d", rec.Code)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{
+		`vmsauth_logins_total{api="admin",result="ok"} 1`,
+		`vmsauth_logins_total{api="admin",result="failed"} 3`,
+		`vmsauth_throttled_total{api="admin"} 1`,
+		`vmsauth_live_sessions{api="admin"} 1`,
+		`vmsauth_live_sessions{api="client"} 0`,
+		`vmsauth_captchas_total{event="issued"} 1`,
+		`vmsauth_http_request_duration_seconds_count{code="200",method="POST",route="/api/admin/v1/auth/token"} 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if rec := serveOnce(h, "GET", "/metrics", "192.0.2.10:5000", ""); rec.Code != http.StatusForbidden {
+		t.Fatalf("metrics from a remote address: %d, want 403", rec.Code)
+	}
+}
+
+func TestAuditTrail(t *testing.T) {
+	h, _ := appliance(t)
+	serveOnce(h, "POST", "/v1/login_check", "192.0.2.7:1", `{"username":"admin","password":"nope-nope"}`)
+	rec := serveOnce(h, "POST", "/api/admin/v1/auth/token", "192.0.2.8:1", `{"login":"admin","password":"admin-password"}`)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("admin login: %d %s", rec.Code, rec.Body)
+	}
+	tok := rec.Body.String()
+	tok = tok[strings.Index(tok, `"access_token":"`)+16:]
+	tok = tok[:strings.IndexByte(tok, '"')]
+
+	rec = serveOnce(h, "GET", "/api/admin/v1/audit?login=ADMIN", "192.0.2.8:1", "", "Authorization", "Bearer "+tok)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("audit: %d %s", rec.Code, rec.Body)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{`"ip":"192.0.2.7"`, `"api":"integration"`, `"result":"failed"`, `"reason":"bad credentials"`,
+		`"ip":"192.0.2.8"`, `"api":"admin"`, `"result":"ok"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("audit lacks %s: %s", want, body)
+		}
+	}
+	if strings.Contains(body, "nope-nope") || strings.Contains(body, "admin-password") || strings.Contains(body, tok) {
+		t.Fatal("the audit trail holds a password or a token")
+	}
+	if strings.Index(body, "192.0.2.8") > strings.Index(body, "192.0.2.7") {
+		t.Error("audit is not newest first")
+	}
+	if rec := serveOnce(h, "GET", "/api/admin/v1/audit?since=yesterday", "192.0.2.8:1", "", "Authorization", "Bearer "+tok); rec.Code != http.StatusUnprocessableEntity {
+		t.Errorf("bad since: %d", rec.Code)
+	}
+}
