@@ -1,0 +1,335 @@
+// Package install registers a program as a systemd service through
+// kardianos/service, with a hardened unit of our own rather than the
+// library's (which restarts after 120 s, reads /etc/sysconfig and leaves
+// environment values unquoted).
+//
+// It is a leaf: it knows nothing of vmsauth's flags or storage. The caller
+// hands it the executable, the arguments, already validated, and the data
+// directory. It never runs the program: systemd starts the executable
+// directly, and the program itself must stop cleanly on SIGTERM.
+package install
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/kardianos/service"
+)
+
+// Config describes the service. Name, Executable, Args and DataDir are
+// needed only to install; the other actions need just Name.
+type Config struct {
+	Name        string   // unit name without ".service", e.g. "vmsauth"
+	DisplayName string   // human name, used in messages
+	Description string   // the unit's Description=
+	Executable  string   // absolute path of the program
+	Args        []string // arguments after the executable
+	DataDir     string   // absolute; the only path the service may write
+	UserService bool     // a per-user unit under $HOME/.config/systemd/user: no root needed (tests)
+
+	// IsRoot and HasSystemd look at the host; nil means the real checks.
+	// They are here so tests can run without root and without systemd.
+	IsRoot     func() bool
+	HasSystemd func() bool
+}
+
+// systemdMarker exists only when systemd is the running init system
+// (the check sd_booted(3) makes).
+const systemdMarker = "/run/systemd/system"
+
+var (
+	ErrNoSystemd        = errors.New("no systemd on this host (" + systemdMarker + " is missing)")
+	ErrNotRoot          = errors.New("needs root (run it with sudo)")
+	ErrAlreadyInstalled = errors.New("already installed")
+	ErrNotInstalled     = errors.New("not installed")
+)
+
+// Status is what Service.Status reports.
+type Status int
+
+const (
+	NotInstalled Status = iota
+	Stopped
+	Running
+)
+
+func (s Status) String() string {
+	switch s {
+	case Running:
+		return "running"
+	case Stopped:
+		return "stopped"
+	}
+	return "not installed"
+}
+
+// Service manages one systemd unit.
+type Service struct {
+	cfg Config
+	sys service.System  // the library's systemd implementation
+	svc service.Service // the library's handle on the unit
+}
+
+// New checks that the host runs systemd and prepares the unit's manager.
+// It changes nothing on the host.
+func New(c Config) (*Service, error) {
+	if c.Name == "" {
+		return nil, errors.New("install: Config.Name is required")
+	}
+	hasSystemd := c.HasSystemd
+	if hasSystemd == nil {
+		hasSystemd = func() bool { _, err := os.Stat(systemdMarker); return err == nil }
+	}
+	if !hasSystemd() {
+		return nil, ErrNoSystemd
+	}
+	// The library picks its init system by detection, which sees SysV in
+	// a container that has a systemctl binary; we have already decided
+	// it is systemd, so take that implementation by name.
+	for _, sys := range service.AvailableSystems() {
+		if sys.String() == "linux-systemd" {
+			s := &Service{cfg: c, sys: sys}
+			var err error
+			s.svc, err = s.lib("")
+			return s, err
+		}
+	}
+	return nil, ErrNoSystemd
+}
+
+// lib makes the library's handle on the unit; script, when set, is the
+// unit file Install writes.
+func (s *Service) lib(script string) (service.Service, error) {
+	opt := service.KeyValue{"UserService": s.cfg.UserService}
+	if script != "" {
+		opt["SystemdScript"] = script
+	}
+	return s.sys.New(noop{}, &service.Config{
+		Name:        s.cfg.Name,
+		DisplayName: s.cfg.DisplayName,
+		Description: s.cfg.Description,
+		Executable:  s.cfg.Executable,
+		Arguments:   s.cfg.Args,
+		Option:      opt,
+	})
+}
+
+// noop is the library's Program. It is never run: systemd starts the
+// executable itself, so Start and Stop have nothing to do.
+type noop struct{}
+
+func (noop) Start(service.Service) error { return nil }
+func (noop) Stop(service.Service) error  { return nil }
+
+// UnitPath is where the unit file lives. It must match the library's
+// choice (service_systemd_linux.go, configPath).
+func (s *Service) UnitPath() (string, error) {
+	name := s.cfg.Name + ".service"
+	if !s.cfg.UserService {
+		return "/etc/systemd/system/" + name, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".config/systemd/user", name), nil
+}
+
+// Install writes the unit, enables it and reloads systemd; it does not
+// start the service. On any failure after the unit was written it takes
+// the unit away again, so a retry starts clean.
+func (s *Service) Install() error {
+	if err := s.needRoot(); err != nil {
+		return err
+	}
+	unit, err := Unit(s.cfg)
+	if err != nil {
+		return err
+	}
+	path, err := s.installed()
+	if err == nil {
+		return fmt.Errorf("%w (%s)", ErrAlreadyInstalled, path)
+	}
+	if !errors.Is(err, ErrNotInstalled) {
+		return err
+	}
+	// Give the library a fully rendered unit. Its own engine treats "{{"
+	// as an action, which Unit has refused in every value, so the text
+	// passes through as written.
+	svc, err := s.lib(unit)
+	if err != nil {
+		return err
+	}
+	if err := svc.Install(); err != nil {
+		s.rollback(path)
+		return fmt.Errorf("registering %s with systemctl: %v; nothing was installed", path, err)
+	}
+	// ProtectSystem=strict makes everything but the data directory read
+	// only, and systemd refuses to start a unit whose ReadWritePaths is
+	// missing; StateDirectory creates the default one at start.
+	if stateDirectory(s.cfg) == "" {
+		if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+			s.rollback(path)
+			return fmt.Errorf("creating the data directory: %v; nothing was installed", err)
+		}
+	}
+	return nil
+}
+
+// rollback undoes a failed install as far as it can. The library leaves
+// the unit file behind when enable or daemon-reload fails, and the next
+// install would then stop at "already exists".
+func (s *Service) rollback(path string) {
+	_ = s.svc.Uninstall() // disables; may fail where enable failed
+	_ = os.Remove(path)
+}
+
+// Uninstall stops the service, disables it and removes the unit. The data
+// directory is kept.
+func (s *Service) Uninstall() error {
+	if err := s.needRoot(); err != nil {
+		return err
+	}
+	if _, err := s.installed(); err != nil {
+		return err
+	}
+	// A running service would outlive its unit; a stop that fails
+	// (already stopped, or failed) must not block the removal.
+	_ = s.svc.Stop()
+	if err := s.svc.Uninstall(); err != nil {
+		return fmt.Errorf("systemctl disable %s.service: %v", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Start, Stop and Restart ask systemd to act on the unit.
+func (s *Service) Start() error   { return s.act("start", s.svc.Start) }
+func (s *Service) Stop() error    { return s.act("stop", s.svc.Stop) }
+func (s *Service) Restart() error { return s.act("restart", s.svc.Restart) }
+
+func (s *Service) act(name string, f func() error) error {
+	if err := s.needRoot(); err != nil {
+		return err
+	}
+	if _, err := s.installed(); err != nil {
+		return err
+	}
+	if err := f(); err != nil {
+		// The library drops systemctl's own message, so point at where
+		// the reason is.
+		return fmt.Errorf("systemctl %s %s.service: %v (see systemctl status %[2]s and journalctl -u %[2]s)", name, s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Status reports whether the unit is installed and running. It needs no
+// root. A unit in systemd's failed state is an error saying so.
+func (s *Service) Status() (Status, error) {
+	if _, err := s.installed(); errors.Is(err, ErrNotInstalled) {
+		return NotInstalled, nil
+	} else if err != nil {
+		return NotInstalled, err
+	}
+	st, err := s.svc.Status()
+	switch {
+	case errors.Is(err, service.ErrNotInstalled):
+		return NotInstalled, nil
+	case err != nil:
+		return NotInstalled, err
+	case st == service.StatusRunning:
+		return Running, nil
+	}
+	return Stopped, nil
+}
+
+// installed returns the unit path, or ErrNotInstalled when it is absent.
+func (s *Service) installed() (string, error) {
+	path, err := s.UnitPath()
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return path, ErrNotInstalled
+	} else if err != nil {
+		return path, err
+	}
+	return path, nil
+}
+
+func (s *Service) needRoot() error {
+	if s.cfg.UserService {
+		return nil
+	}
+	isRoot := s.cfg.IsRoot
+	if isRoot == nil {
+		isRoot = func() bool { return os.Geteuid() == 0 }
+	}
+	if !isRoot() {
+		return ErrNotRoot
+	}
+	return nil
+}
+
+//go:embed unit.tmpl
+var unitText string
+
+var unitTemplate = template.Must(template.New("unit").Funcs(template.FuncMap{
+	"path": quotePath, "arg": quoteArg, "text": escapeText,
+}).Parse(unitText))
+
+// Unit renders the systemd unit for c. It refuses values that cannot be
+// written into a unit safely: control characters (a newline would end the
+// line) and "{{" (the library's template engine would read it as an
+// action).
+func Unit(c Config) (string, error) {
+	if !filepath.IsAbs(c.Executable) {
+		return "", fmt.Errorf("executable %q: want an absolute path", c.Executable)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		return "", fmt.Errorf("data directory %q: want an absolute path", c.DataDir)
+	}
+	for _, v := range append([]string{c.Name, c.Description, c.Executable, c.DataDir}, c.Args...) {
+		if strings.Contains(v, "{{") || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return "", fmt.Errorf("%q cannot be written into a systemd unit (control character or \"{{\")", v)
+		}
+	}
+	var b strings.Builder
+	err := unitTemplate.Execute(&b, struct {
+		Config
+		StateDirectory string
+	}{c, stateDirectory(c)})
+	return b.String(), err
+}
+
+// stateDirectory is the unit's StateDirectory= when the data lives in
+// systemd's own place for it, /var/lib/<name>; systemd then creates it.
+func stateDirectory(c Config) string {
+	if filepath.Clean(c.DataDir) == "/var/lib/"+c.Name {
+		return c.Name
+	}
+	return ""
+}
+
+// escapeText escapes systemd's specifiers: "%" starts one (%n, %h, ...).
+func escapeText(s string) string {
+	return strings.ReplaceAll(s, "%", "%%")
+}
+
+// quotePath quotes a path for ExecStart's program or ReadWritePaths:
+// double quotes, with '\' and '"' backslash-escaped and '%' doubled.
+func quotePath(s string) string {
+	s = strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+	return `"` + escapeText(s) + `"`
+}
+
+// quoteArg quotes an ExecStart argument. Beyond quotePath, systemd
+// expands $VAR and ${VAR} in arguments (not in the program path), so a
+// literal '$' is written "$$".
+func quoteArg(s string) string {
+	return quotePath(strings.ReplaceAll(s, "$", "$$"))
+}

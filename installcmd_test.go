@@ -1,0 +1,251 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const systemUnit = "/etc/systemd/system/vmsauth.service"
+
+// fakeSystemctl puts a systemctl on PATH that logs its arguments, one call
+// a line, answers is-active with $FAKE_ACTIVE and fails the subcommand
+// named in $FAKE_FAIL. HOME becomes a temp dir, so user units land there.
+// It returns a function reading the log.
+func fakeSystemctl(t *testing.T) func() []string {
+	t.Helper()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls.log")
+	script := `#!/bin/sh
+echo "$*" >> "$FAKE_LOG"
+case "$1" in
+is-active) echo "${FAKE_ACTIVE:-inactive}" ;;
+list-unit-files) echo "vmsauth.service enabled" ;;
+esac
+[ "$1" = "$FAKE_FAIL" ] && exit 1
+exit 0
+`
+	if err := os.WriteFile(filepath.Join(dir, "systemctl"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("FAKE_LOG", log)
+	t.Setenv("FAKE_ACTIVE", "")
+	t.Setenv("FAKE_FAIL", "")
+	return func() []string {
+		b, err := os.ReadFile(log)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+}
+
+// pretendHost sets the service command's view of the host for one test.
+func pretendHost(t *testing.T, user, root, systemd bool) {
+	t.Helper()
+	oldUser, oldRoot, oldSystemd := serviceUser, serviceIsRoot, serviceHasSystemd
+	t.Cleanup(func() { serviceUser, serviceIsRoot, serviceHasSystemd = oldUser, oldRoot, oldSystemd })
+	serviceUser = user
+	serviceIsRoot = func() bool { return root }
+	serviceHasSystemd = func() bool { return systemd }
+}
+
+func userUnit(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(os.Getenv("HOME"), ".config/systemd/user/vmsauth.service")
+}
+
+// oneLine checks that a refusal is a single line saying want.
+func oneLine(t *testing.T, code int, stderr, want string) {
+	t.Helper()
+	if code != 1 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and one line with %q", code, stderr, want)
+	}
+}
+
+func noFile(t *testing.T, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: want no file, stat says %v", path, err)
+	}
+}
+
+func TestInstallCommandRefuses(t *testing.T) {
+	if _, err := os.Stat(systemUnit); err == nil {
+		t.Skip(systemUnit + " exists on this host; these tests check it is not written")
+	}
+
+	t.Run("NoSystemdOnThisHost", func(t *testing.T) {
+		// The real checks: this only means something where systemd is absent.
+		if _, err := os.Stat("/run/systemd/system"); err == nil {
+			t.Skip("this host runs systemd")
+		}
+		code, _, stderr := cli(t, envOf(), "", "install")
+		oneLine(t, code, stderr, "vmsauth: install: no systemd on this host (/run/systemd/system is missing); run `vmsauth serve` under your init system instead")
+		noFile(t, systemUnit)
+	})
+
+	t.Run("ErrNoSystemd", func(t *testing.T) {
+		calls := fakeSystemctl(t)
+		pretendHost(t, false, true, false)
+		for _, action := range []string{"install", "uninstall", "start", "stop", "restart", "status"} {
+			code, _, stderr := cli(t, envOf(), "", action)
+			oneLine(t, code, stderr, "no systemd on this host")
+		}
+		noFile(t, systemUnit)
+		if c := calls(); c != nil {
+			t.Errorf("systemctl was called: %q", c)
+		}
+	})
+
+	t.Run("ErrNotRoot", func(t *testing.T) {
+		calls := fakeSystemctl(t)
+		pretendHost(t, false, false, true)
+		code, _, stderr := cli(t, envOf(), "", "install", "--listen", ":9443")
+		oneLine(t, code, stderr, "vmsauth: install: needs root (run it with sudo)")
+		noFile(t, systemUnit)
+		if c := calls(); c != nil {
+			t.Errorf("systemctl was called: %q", c)
+		}
+	})
+
+	t.Run("BadServeFlag", func(t *testing.T) {
+		calls := fakeSystemctl(t)
+		pretendHost(t, true, false, true)
+		for _, tc := range []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"--listne", ":9443"}, 2, "-listne"},
+			{[]string{"--throttle-window", "1ms"}, 1, "--throttle-window"},
+			{[]string{"--listen", "9443"}, 1, "--listen"},
+			{[]string{"--data", "data"}, 1, `--data "data": the service needs an absolute path`},
+			{[]string{"--data", "/home/me/vmsauth"}, 1, "ProtectHome"},
+			{[]string{"--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"}, 1, "--tls-cert"},
+			{[]string{"--print-config"}, 1, "--print-config"},
+		} {
+			code, _, stderr := cli(t, envOf(), "", append([]string{"install"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("install %q: exit %d, stderr %q; want %d naming %q", tc.args, code, stderr, tc.code, tc.want)
+			}
+		}
+		noFile(t, userUnit(t))
+		if c := calls(); c != nil {
+			t.Errorf("systemctl was called: %q", c)
+		}
+	})
+
+	t.Run("EnableFails", func(t *testing.T) {
+		fakeSystemctl(t)
+		t.Setenv("FAKE_FAIL", "enable")
+		pretendHost(t, true, false, true)
+		code, _, stderr := cli(t, envOf(), "", "install")
+		oneLine(t, code, stderr, "nothing was installed")
+		noFile(t, userUnit(t))
+	})
+}
+
+func TestInstallCommand(t *testing.T) {
+	calls := fakeSystemctl(t)
+	pretendHost(t, true, false, true)
+	exe, err := os.Executable()
+	if err == nil {
+		exe, err = filepath.EvalSymlinks(exe)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The environment is not baked into the unit: the service won't see it.
+	code, stdout, stderr := cli(t, envOf("VMSAUTH_LISTEN", ":1"), "", "install",
+		"--listen", ":9443", "--trusted-proxies", "10.0.0.0/8, 192.168.1.0/24", "--captcha=false")
+	if code != 0 {
+		t.Fatalf("install: exit %d, stderr %q", code, stderr)
+	}
+	if !strings.Contains(stdout, userUnit(t)) {
+		t.Errorf("install output %q does not name the unit", stdout)
+	}
+	b, err := os.ReadFile(userUnit(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	wantExec := `ExecStart="` + exe + `" "serve" "--captcha=false" "--data=/var/lib/vmsauth" "--listen=:9443" "--trusted-proxies=10.0.0.0/8, 192.168.1.0/24"` + "\n"
+	for _, want := range []string{wantExec, "Restart=on-failure\n", "NoNewPrivileges=yes\n", "ProtectSystem=strict\n",
+		`ReadWritePaths="/var/lib/vmsauth"` + "\n", "StateDirectory=vmsauth\n"} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if strings.Contains(unit, "sysconfig") {
+		t.Errorf("unit reads /etc/sysconfig:\n%s", unit)
+	}
+
+	code, _, stderr = cli(t, envOf(), "", "install")
+	oneLine(t, code, stderr, "already installed ("+userUnit(t)+"); run `vmsauth uninstall` first")
+
+	status := func(want string) {
+		t.Helper()
+		if code, stdout, stderr := cli(t, envOf(), "", "status"); code != 0 || stdout != want+"\n" {
+			t.Errorf("status: exit %d, stdout %q, stderr %q; want %q", code, stdout, stderr, want)
+		}
+	}
+	status("stopped")
+	t.Setenv("FAKE_ACTIVE", "active")
+	status("running")
+
+	for _, action := range []string{"start", "stop", "restart", "uninstall"} {
+		if code, _, stderr := cli(t, envOf(), "", action); code != 0 {
+			t.Fatalf("%s: exit %d, stderr %q", action, code, stderr)
+		}
+	}
+	noFile(t, userUnit(t))
+	status("not installed")
+
+	want := []string{
+		"enable --user vmsauth.service", "daemon-reload --user",
+		"is-active vmsauth.service --user", "list-unit-files -t service vmsauth.service --user",
+		"is-active vmsauth.service --user",
+		"start --user vmsauth.service", "stop --user vmsauth.service", "restart --user vmsauth.service",
+		"stop --user vmsauth.service", "disable --user vmsauth.service", "daemon-reload --user",
+	}
+	if got := calls(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("systemctl calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	code, _, stderr = cli(t, envOf(), "", "start")
+	oneLine(t, code, stderr, "not installed; run `vmsauth install` first")
+}
+
+func TestInstallCommandDataDir(t *testing.T) {
+	fakeSystemctl(t)
+	pretendHost(t, true, false, true)
+	data := filepath.Join(t.TempDir(), "my data") + "/"
+	if code, _, stderr := cli(t, envOf(), "", "install", "--data="+data); code != 0 {
+		t.Fatalf("install: exit %d, stderr %q", code, stderr)
+	}
+	b, err := os.ReadFile(userUnit(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := filepath.Clean(data)
+	for _, want := range []string{`"--data=` + clean + `"`, `ReadWritePaths="` + clean + `"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("unit lacks %q:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "StateDirectory") {
+		t.Errorf("StateDirectory is only for /var/lib/vmsauth:\n%s", b)
+	}
+	if fi, err := os.Stat(clean); err != nil || !fi.IsDir() {
+		t.Errorf("data directory not made: %v", err)
+	}
+}
