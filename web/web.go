@@ -119,6 +119,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	s.captchaRoutes(r)
 	s.adminRoutes(r)
 	s.integrationRoutes(r)
+	s.pageRoutes(r)
 	r.GET("/auth/verify", s.verify)
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
