@@ -38,7 +38,8 @@ func (e *SessionLimitError) Error() string {
 }
 
 // FieldError is one problem with one input field. Code is a stable rule name
-// ("required", "string", "min", "max", "unique", "in", "date", "integer")
+// ("required", "string", "min", "max" for lengths, "min_value", "max_value"
+// for numbers, "unique", "in", "date", "integer"...)
 // that web translates; Param is the rule's argument, if any.
 type FieldError struct {
 	Field string

@@ -185,7 +185,7 @@ func TestCreateUserValidation(t *testing.T) {
 		{"Password73Bytes", auth.NewUser{Login: "p2", Password: strings.Repeat("x", 73)}, "password", "max"},
 		{"UnknownAPI", auth.NewUser{Login: "p3", Password: "password1", APIs: []auth.API{"ftp"}}, "apis", "in"},
 		{"UnknownPermission", auth.NewUser{Login: "p4", Password: "password1", Permissions: []string{"fly"}}, "permissions", "permission"},
-		{"NegativeLimit", auth.NewUser{Login: "p5", Password: "password1", SessionsLimit: -1}, "sessions_limit", "min"},
+		{"NegativeLimit", auth.NewUser{Login: "p5", Password: "password1", SessionsLimit: -1}, "sessions_limit", "min_value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -215,9 +215,9 @@ func checkPermissions(v *ValidationError, names []string) {
 func checkRange(v *ValidationError, field string, n, lo, hi int) {
 	switch {
 	case n < lo:
-		v.Add(field, "min", strconv.Itoa(lo))
+		v.Add(field, "min_value", strconv.Itoa(lo))
 	case n > hi:
-		v.Add(field, "max", strconv.Itoa(hi))
+		v.Add(field, "max_value", strconv.Itoa(hi))
 	}
 }
 

@@ -67,6 +67,7 @@ type managedUser struct {
 	ParentID          *int64     `json:"parent_id"`
 	APIs              []auth.API `json:"apis"`
 	Disabled          bool       `json:"disabled"`
+	Expired           bool       `json:"expired"`
 	SessionsLimit     int        `json:"sessions_limit"`
 	CanUpdatePassword bool       `json:"can_update_password"`
 }
@@ -74,7 +75,8 @@ type managedUser struct {
 func (s *server) managed(u *auth.User) managedUser {
 	return managedUser{
 		adminUser: s.adminUser(u, ""), ParentID: u.ParentID, APIs: u.APIs,
-		Disabled: u.Disabled, SessionsLimit: u.Limit(), CanUpdatePassword: u.CanUpdatePassword,
+		Disabled: u.Disabled, Expired: u.Expired(s.svc.Now()),
+		SessionsLimit: u.Limit(), CanUpdatePassword: u.CanUpdatePassword,
 	}
 }
 

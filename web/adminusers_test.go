@@ -100,6 +100,7 @@ func TestUserManagement(t *testing.T) {
 			{"ShortPassword", "POST", "/api/admin/v1/users", map[string]any{"login": "x1", "password": "short"}, "password", "at least 8"},
 			{"UnknownAPI", "POST", "/api/admin/v1/users", map[string]any{"login": "x2", "password": "password1", "apis": []string{"ftp"}}, "apis", "invalid"},
 			{"UnknownPermission", "POST", "/api/admin/v1/users", map[string]any{"login": "x3", "password": "password1", "permissions": []string{"fly"}}, "permissions", "fly"},
+			{"LimitTooHigh", "PATCH", "/api/admin/v1/users/" + fmt.Sprint(admin.ID), map[string]any{"sessions_limit": 5000}, "sessions_limit", "The sessions limit may not be greater than 1000."},
 			{"LimitNotInteger", "PATCH", "/api/admin/v1/users/" + fmt.Sprint(admin.ID), map[string]any{"sessions_limit": "many"}, "sessions_limit", "integer"},
 			{"BadDate", "PATCH", "/api/admin/v1/users/" + fmt.Sprint(admin.ID), map[string]any{"expired_at": "soon"}, "expired_at", "valid date"},
 			{"SelfAdminAccess", "PATCH", "/api/admin/v1/users/" + fmt.Sprint(admin.ID), map[string]any{"apis": []string{"client"}}, "apis", "your own admin access"},

@@ -52,6 +52,8 @@ var messages = map[string][2]string{ // [en, ru]
 	"rule.string":       {"The :attribute must be a string.", "Поле :attribute должно быть строкой."},
 	"rule.min":          {"The :attribute must be at least :param characters.", "Количество символов в поле :attribute должно быть не меньше :param."},
 	"rule.max":          {"The :attribute may not be greater than :param characters.", "Количество символов в поле :attribute не может превышать :param."},
+	"rule.min_value":    {"The :attribute must be at least :param.", "Значение поля :attribute должно быть не меньше :param."},
+	"rule.max_value":    {"The :attribute may not be greater than :param.", "Значение поля :attribute не может быть больше :param."},
 	"rule.unique":       {"The :attribute has already been taken.", "Такое значение поля :attribute уже существует."},
 	"rule.in":           {"The selected :attribute is invalid.", "Выбранное значение для :attribute ошибочно."},
 	"rule.exists":       {"The selected :attribute is invalid.", "Выбранное значение для :attribute некорректно."},

@@ -600,8 +600,9 @@
   }
 
   function isExpired(u) {
-    // The API gives the box's local time without a zone and no flag, so
-    // the browser's clock decides; on-site they share a time zone.
+    // The server decides on its own clock, which the browser's may not
+    // match; the date is only a fallback for a user object without it.
+    if (typeof u.expired === 'boolean') return u.expired;
     if (!u.expired_at) return false;
     return u.expired_at <= localStamp(new Date());
   }
