@@ -85,6 +85,20 @@ func socketClient(dataDir string) *http.Client {
 	}}
 }
 
+// ctlDo sends one request to the service's control socket. locked is the
+// error that sent the command there, reported if the socket does not answer.
+func ctlDo(ctx context.Context, dataDir, method, path string, body io.Reader, locked error) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://vmsauth"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	res, err := socketClient(dataDir).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w, and its control socket does not answer: %v", locked, err)
+	}
+	return res, nil
+}
+
 // forward sends a command to the running service. locked is the error
 // that sent it there, reported if the socket does not answer.
 func forward(ctx context.Context, dataDir string, args []string, stdin io.Reader, stdout, stderr io.Writer, locked error) error {
@@ -93,13 +107,9 @@ func forward(ctx context.Context, dataDir string, args []string, stdin io.Reader
 		return err
 	}
 	body, _ := json.Marshal(ctlRequest{Args: args, Stdin: input})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://vmsauth/run", bytes.NewReader(body))
+	res, err := ctlDo(ctx, dataDir, http.MethodPost, "/run", bytes.NewReader(body), locked)
 	if err != nil {
 		return err
-	}
-	res, err := socketClient(dataDir).Do(req)
-	if err != nil {
-		return fmt.Errorf("%w, and its control socket does not answer: %v", locked, err)
 	}
 	defer res.Body.Close()
 	var out ctlResponse

@@ -6,46 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"vmsauth/install/installtest"
 )
 
 const systemUnit = "/etc/systemd/system/vmsauth.service"
-
-// fakeSystemctl puts a systemctl on PATH that logs its arguments, one call
-// a line, answers is-active with $FAKE_ACTIVE and fails the subcommand
-// named in $FAKE_FAIL. HOME becomes a temp dir, so user units land there.
-// It returns a function reading the log.
-func fakeSystemctl(t *testing.T) func() []string {
-	t.Helper()
-	dir := t.TempDir()
-	log := filepath.Join(dir, "calls.log")
-	script := `#!/bin/sh
-echo "$*" >> "$FAKE_LOG"
-case "$1" in
-is-active) echo "${FAKE_ACTIVE:-inactive}" ;;
-list-unit-files) echo "vmsauth.service enabled" ;;
-esac
-[ "$1" = "$FAKE_FAIL" ] && exit 1
-exit 0
-`
-	if err := os.WriteFile(filepath.Join(dir, "systemctl"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("FAKE_LOG", log)
-	t.Setenv("FAKE_ACTIVE", "")
-	t.Setenv("FAKE_FAIL", "")
-	return func() []string {
-		b, err := os.ReadFile(log)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
-}
 
 // pretendHost sets the service command's view of the host for one test.
 func pretendHost(t *testing.T, user, root, systemd bool) {
@@ -93,7 +58,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 	})
 
 	t.Run("ErrNoSystemd", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		pretendHost(t, false, true, false)
 		for _, action := range []string{"install", "uninstall", "start", "stop", "restart", "status"} {
 			code, _, stderr := cli(t, envOf(), "", action)
@@ -106,7 +71,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 	})
 
 	t.Run("ErrNotRoot", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		pretendHost(t, false, false, true)
 		code, _, stderr := cli(t, envOf(), "", "install", "--listen", ":9443")
 		oneLine(t, code, stderr, "vmsauth: install: needs root (run it with sudo)")
@@ -117,7 +82,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 	})
 
 	t.Run("BadServeFlag", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		pretendHost(t, true, false, true)
 		for _, tc := range []struct {
 			args []string
@@ -144,7 +109,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 	})
 
 	t.Run("EnableFails", func(t *testing.T) {
-		fakeSystemctl(t)
+		installtest.FakeSystemctl(t)
 		t.Setenv("FAKE_FAIL", "enable")
 		pretendHost(t, true, false, true)
 		code, _, stderr := cli(t, envOf(), "", "install")
@@ -154,7 +119,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 }
 
 func TestInstallCommand(t *testing.T) {
-	calls := fakeSystemctl(t)
+	calls := installtest.FakeSystemctl(t)
 	pretendHost(t, true, false, true)
 	exe, err := os.Executable()
 	if err == nil {
@@ -226,7 +191,7 @@ func TestInstallCommand(t *testing.T) {
 }
 
 func TestInstallCommandDataDir(t *testing.T) {
-	fakeSystemctl(t)
+	installtest.FakeSystemctl(t)
 	pretendHost(t, true, false, true)
 	data := filepath.Join(t.TempDir(), "my data") + "/"
 	if code, _, stderr := cli(t, envOf(), "", "install", "--data="+data); code != 0 {

@@ -76,13 +76,9 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 }
 
 func backupFromService(ctx context.Context, dataDir string, w io.Writer, locked error) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://vmsauth/backup", nil)
+	res, err := ctlDo(ctx, dataDir, http.MethodGet, "/backup", nil, locked)
 	if err != nil {
 		return err
-	}
-	res, err := socketClient(dataDir).Do(req)
-	if err != nil {
-		return fmt.Errorf("%w, and its control socket does not answer: %v", locked, err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {

@@ -6,44 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// fakeSystemctl puts a systemctl on PATH that logs its arguments, one call
-// a line, answers is-active with $FAKE_ACTIVE and fails the subcommand
-// named in $FAKE_FAIL. HOME becomes a temp dir, so user units land there.
-// It returns a function reading the log.
-func fakeSystemctl(t *testing.T) func() []string {
-	t.Helper()
-	dir := t.TempDir()
-	log := filepath.Join(dir, "calls.log")
-	script := `#!/bin/sh
-echo "$*" >> "$FAKE_LOG"
-case "$1" in
-is-active) echo "${FAKE_ACTIVE:-inactive}" ;;
-list-unit-files) echo "vmsauth.service enabled" ;;
-esac
-[ "$1" = "$FAKE_FAIL" ] && exit 1
-exit 0
-`
-	if err := os.WriteFile(filepath.Join(dir, "systemctl"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("FAKE_LOG", log)
-	t.Setenv("FAKE_ACTIVE", "")
-	t.Setenv("FAKE_FAIL", "")
-	return func() []string {
-		b, err := os.ReadFile(log)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.Split(strings.TrimSpace(string(b)), "\n")
-	}
-}
+	"vmsauth/install/installtest"
+)
 
 // userConfig is a user service on a pretend-systemd host.
 func userConfig(t *testing.T, args ...string) Config {
@@ -90,7 +55,7 @@ func assertNoFile(t *testing.T, path string) {
 
 func TestInstall(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		c := userConfig(t, "--listen=:9443", "--trusted-proxies=10.0.0.0/8, 192.168.0.0/16", `--analytic-licenses=a"b\c$d%e`)
 		if err := newService(t, c).Install(); err != nil {
 			t.Fatal(err)
@@ -145,7 +110,7 @@ func TestInstall(t *testing.T) {
 	})
 
 	t.Run("ErrAlreadyInstalled", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		c := userConfig(t)
 		if err := newService(t, c).Install(); err != nil {
 			t.Fatal(err)
@@ -163,7 +128,7 @@ func TestInstall(t *testing.T) {
 	})
 
 	t.Run("ErrNotRoot", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		c := userConfig(t)
 		c.Name = "vmsauth-test-not-root" // a system unit path nobody has
 		c.UserService = false
@@ -183,7 +148,7 @@ func TestInstall(t *testing.T) {
 	})
 
 	t.Run("ErrNoSystemd", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		c := userConfig(t)
 		c.HasSystemd = func() bool { return false }
 		if _, err := New(c); !errors.Is(err, ErrNoSystemd) {
@@ -194,7 +159,7 @@ func TestInstall(t *testing.T) {
 	})
 
 	t.Run("EnableFails", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		t.Setenv("FAKE_FAIL", "enable")
 		c := userConfig(t)
 		err := newService(t, c).Install()
@@ -214,7 +179,7 @@ func TestInstall(t *testing.T) {
 	})
 
 	t.Run("BadValues", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		for name, c := range map[string]Config{
 			"newline":      userConfig(t, "--listen=:1\nExecStartPre=/bin/sh"),
 			"braces":       userConfig(t, "--data=/srv/{{x}}"),
@@ -232,7 +197,7 @@ func TestInstall(t *testing.T) {
 
 func TestUninstall(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		c := userConfig(t)
 		s := newService(t, c)
 		if err := s.Install(); err != nil {
@@ -249,7 +214,7 @@ func TestUninstall(t *testing.T) {
 	})
 
 	t.Run("ErrNotInstalled", func(t *testing.T) {
-		calls := fakeSystemctl(t)
+		calls := installtest.FakeSystemctl(t)
 		s := newService(t, userConfig(t))
 		if err := s.Uninstall(); !errors.Is(err, ErrNotInstalled) {
 			t.Fatalf("uninstall: %v, want ErrNotInstalled", err)
@@ -259,7 +224,7 @@ func TestUninstall(t *testing.T) {
 }
 
 func TestStartStopRestart(t *testing.T) {
-	calls := fakeSystemctl(t)
+	calls := installtest.FakeSystemctl(t)
 	s := newService(t, userConfig(t))
 	if err := s.Start(); !errors.Is(err, ErrNotInstalled) {
 		t.Fatalf("start before install: %v, want ErrNotInstalled", err)
@@ -281,7 +246,7 @@ func TestStartStopRestart(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	fakeSystemctl(t)
+	installtest.FakeSystemctl(t)
 	s := newService(t, userConfig(t))
 	check := func(want Status) {
 		t.Helper()

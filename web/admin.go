@@ -20,12 +20,7 @@ func (s *server) adminRoutes(r *gin.Engine) {
 
 // adminLogin is seed 001's POST /api/admin/v1/auth/token.
 func (s *server) adminLogin(c *gin.Context) {
-	fields, ok := s.loginFields(c)
-	if !ok {
-		return
-	}
-	named, _, _ := stringField(fields, "login")
-	att, ok := s.admit(c, auth.APIAdmin, named)
+	fields, att, ok := s.beginLogin(c, auth.APIAdmin)
 	if !ok {
 		return
 	}

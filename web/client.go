@@ -34,12 +34,7 @@ func (s *server) clientRoutes(r *gin.Engine) {
 // clientLogin is seed 000's POST /api/v1/token. Its checks run in the
 // seed's order: throttling, fields, captcha, password, account, session.
 func (s *server) clientLogin(c *gin.Context) {
-	fields, ok := s.loginFields(c)
-	if !ok {
-		return
-	}
-	named, _, _ := stringField(fields, "login")
-	att, ok := s.admit(c, auth.APIClient, named)
+	fields, att, ok := s.beginLogin(c, auth.APIClient)
 	if !ok {
 		return
 	}
@@ -93,6 +88,18 @@ func (s *server) clientLogin(c *gin.Context) {
 
 // errCaptcha is logged for a login refused for its captcha.
 var errCaptcha = errors.New("wrong captcha")
+
+// beginLogin reads a Laravel-style login body and admits it past the
+// throttle, which comes before any field is checked.
+func (s *server) beginLogin(c *gin.Context, api auth.API) (map[string]json.RawMessage, *auth.Attempt, bool) {
+	fields, ok := s.loginFields(c)
+	if !ok {
+		return nil, nil, false
+	}
+	named, _, _ := stringField(fields, "login")
+	att, ok := s.admit(c, api, named)
+	return fields, att, ok
+}
 
 // loginFields reads a Laravel-style login body. Like Laravel, a body that is
 // not a JSON object counts as empty, so it is answered field by field with
@@ -200,17 +207,22 @@ func (s *server) requireToken(api auth.API) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sess, u, err := s.svc.Authenticate(bearer(c), api, c.ClientIP())
 		if err != nil {
-			if api == auth.APIIntegration {
-				s.integrationTokenError(c, err)
-			} else {
-				s.laravelError(c, err)
-			}
+			s.tokenError(c, api, err)
 			return
 		}
 		c.Set(ctxSession, sess)
 		c.Set(ctxUser, u)
 		c.Next()
 	}
+}
+
+// tokenError answers a failed token check in api's envelope.
+func (s *server) tokenError(c *gin.Context, api auth.API, err error) {
+	if api == auth.APIIntegration {
+		s.integrationTokenError(c, err)
+		return
+	}
+	s.laravelError(c, err)
 }
 
 const (

@@ -26,11 +26,7 @@ func (s *server) verify(c *gin.Context) {
 	}
 	sess, u, err := s.svc.Authenticate(bearer(c), api, "")
 	if err != nil {
-		if api == auth.APIIntegration {
-			s.integrationTokenError(c, err)
-		} else {
-			s.laravelError(c, err)
-		}
+		s.tokenError(c, api, err)
 		return
 	}
 	if p := c.Query("permission"); p != "" && !u.Has(p) {
