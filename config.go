@@ -137,8 +137,8 @@ func (c *config) validate() error {
 	if _, err := c.proxies(); err != nil {
 		return err
 	}
-	if c.IPLimit < 1 || c.LoginLimit < 1 {
-		return errors.New("--throttle-ip-limit and --throttle-login-limit must be at least 1")
+	if c.IPLimit < 1 || c.LoginLimit < 1 || c.IPLimit > 100000 || c.LoginLimit > 100000 {
+		return errors.New("--throttle-ip-limit and --throttle-login-limit must be from 1 to 100000")
 	}
 	if c.ThrottleWindow < time.Second {
 		return fmt.Errorf("--throttle-window %s: want at least 1s", c.ThrottleWindow)

@@ -14,6 +14,9 @@ const (
 	DefaultLoginLimit  = 10
 	DefaultWindow      = 10 * time.Minute
 	DefaultMaxCounters = 10000
+	// maxHits bounds the event times one Window may hold when its key
+	// count is left to the default: with a high limit, fewer keys fit.
+	maxHits = 200000
 )
 
 // Decision is the outcome of a throttled request, with what the client is
@@ -155,7 +158,8 @@ func (w *Window) counter(key string, c *counter) *counter {
 		w.lru.Remove(oldest)
 		delete(w.keys, oldest.Value.(*counter).key)
 	}
-	c = &counter{key: key, hits: make([]time.Time, 0, w.limit)}
+	// Room grows with use: a high limit must not reserve it for every key.
+	c = &counter{key: key, hits: make([]time.Time, 0, min(w.limit, 16))}
 	w.keys[key] = w.lru.PushFront(c)
 	return c
 }
@@ -165,7 +169,7 @@ type ThrottleConfig struct {
 	IPLimit     int
 	LoginLimit  int
 	Window      time.Duration
-	MaxCounters int // per counter kind
+	MaxCounters int // per counter kind; default 10000, fewer for limits over 20
 	Now         func() time.Time
 }
 
@@ -187,15 +191,18 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
-	if cfg.MaxCounters <= 0 {
-		cfg.MaxCounters = DefaultMaxCounters
+	keys := func(limit int) int {
+		if cfg.MaxCounters > 0 {
+			return cfg.MaxCounters
+		}
+		return min(DefaultMaxCounters, max(100, maxHits/limit))
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Throttle{
-		ip:    NewWindow(cfg.IPLimit, cfg.Window, cfg.MaxCounters, cfg.Now),
-		login: NewWindow(cfg.LoginLimit, cfg.Window, cfg.MaxCounters, cfg.Now),
+		ip:    NewWindow(cfg.IPLimit, cfg.Window, keys(cfg.IPLimit), cfg.Now),
+		login: NewWindow(cfg.LoginLimit, cfg.Window, keys(cfg.LoginLimit), cfg.Now),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -188,7 +189,9 @@ func readBody(c *gin.Context) ([]byte, error) {
 // jsonObject decodes a body that should be one JSON object. ok is false for
 // anything else: invalid JSON, trailing data, another JSON type.
 func jsonObject(b []byte) (fields map[string]json.RawMessage, ok bool) {
-	if !json.Valid(b) {
+	// encoding/json would turn bytes that are not UTF-8 into U+FFFD, so
+	// that different logins or passwords would silently become the same.
+	if !utf8.Valid(b) || !json.Valid(b) {
 		return nil, false
 	}
 	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
