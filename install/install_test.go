@@ -182,7 +182,6 @@ func TestInstall(t *testing.T) {
 		calls := installtest.FakeSystemctl(t)
 		for name, c := range map[string]Config{
 			"newline":      userConfig(t, "--listen=:1\nExecStartPre=/bin/sh"),
-			"braces":       userConfig(t, "--data=/srv/{{x}}"),
 			"relative":     func() Config { c := userConfig(t); c.DataDir = "data"; return c }(),
 			"relative exe": func() Config { c := userConfig(t); c.Executable = "vmsauth"; return c }(),
 		} {
