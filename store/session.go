@@ -16,40 +16,51 @@ import (
 // returns ErrUserNotFound if s.UserID names no user, so a session can never
 // outlive a concurrently deleted user.
 func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
+	// Logins that arrive together share one commit, and so one fsync,
+	// rather than queueing for one each: Batch runs their transactions as
+	// one. bbolt may run the function twice (when another function of the
+	// batch fails, the batch rolls back and runs again without it, and the
+	// failed one runs alone), which createSession allows: all it does is in
+	// tx, and each run sees what the batch wrote before it, as if that had
+	// committed first.
+	return db.bolt.Batch(func(tx *bolt.Tx) error { return createSession(tx, s, opt) })
+}
+
+// createSession is CreateSession's transaction. It changes nothing but tx,
+// so that running it again after a rollback is safe.
+func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 	// Every check and write is in this one transaction, and bbolt runs one
 	// writer at a time: concurrent logins cannot both take the last place.
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		if _, err := user(tx, s.UserID); err != nil {
+	if _, err := user(tx, s.UserID); err != nil {
+		return err
+	}
+	if opt.Replace != "" {
+		old, err := session(tx, opt.Replace)
+		if err != nil {
 			return err
 		}
-		if opt.Replace != "" {
-			old, err := session(tx, opt.Replace)
-			if err != nil {
-				return err
-			}
-			if old.UserID != s.UserID || old.API != s.API {
-				return auth.ErrSessionNotFound
-			}
-			if err := deleteSession(tx, old); err != nil {
-				return err
-			}
+		if old.UserID != s.UserID || old.API != s.API {
+			return auth.ErrSessionNotFound
 		}
-		if opt.Limit > 0 {
-			if err := checkLimit(tx, s, opt); err != nil {
-				return err
-			}
-		}
-		if err := putSession(tx, s); err != nil {
+		if err := deleteSession(tx, old); err != nil {
 			return err
 		}
-		if r := opt.Refresh; r != nil {
-			if r.UserID != s.UserID || r.Family != s.Family {
-				return errors.New("store: refresh token and session differ in user or family")
-			}
-			return putRefresh(tx, r)
+	}
+	if opt.Limit > 0 {
+		if err := checkLimit(tx, s, opt); err != nil {
+			return err
 		}
-		return nil
-	})
+	}
+	if err := putSession(tx, s); err != nil {
+		return err
+	}
+	if r := opt.Refresh; r != nil {
+		if r.UserID != s.UserID || r.Family != s.Family {
+			return errors.New("store: refresh token and session differ in user or family")
+		}
+		return putRefresh(tx, r)
+	}
+	return nil
 }
 
 // checkLimit returns *SessionLimitError if the user already holds opt.Limit

@@ -99,6 +99,14 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	// Concurrent logins share commits through Batch (see CreateSession).
+	// bbolt's default batch waits 10 ms for company, which a lone login
+	// would pay in full. 1 ms costs it little, and a busy moment still
+	// fills batches: logins that come while one commits (fsync) queue up
+	// for the next. A batch starts at once when it holds as many logins as
+	// a flood brings at a time.
+	b.MaxBatchDelay = time.Millisecond
+	b.MaxBatchSize = 64
 	if opts.ReadOnly {
 		err = b.View(prepare)
 	} else {
