@@ -336,40 +336,32 @@ func (f userFields) decode(name, rule string, dst any) bool {
 	return true
 }
 
-func (f userFields) str(name string) *string {
-	var v *string
-	if !f.decode(name, "string", &v) || v == nil {
+// value reads an optional scalar field; JSON null counts as absent.
+func value[T any](f userFields, name, rule string) *T {
+	var v *T
+	if !f.decode(name, rule, &v) {
 		return nil
 	}
 	return v
 }
 
-func (f userFields) int(name string) *int {
-	var v *int
-	if !f.decode(name, "integer", &v) || v == nil {
-		return nil
-	}
-	return v
-}
-
-func (f userFields) bool(name string) *bool {
-	var v *bool
-	if !f.decode(name, "boolean", &v) || v == nil {
-		return nil
-	}
-	return v
-}
-
-func (f userFields) strings(name string) *[]string {
-	var v []string
+// list reads an optional array field; JSON null is an empty list.
+func list[T any](f userFields, name string) *[]T {
+	var v []T
 	if !f.decode(name, "array", &v) {
 		return nil
 	}
 	if v == nil {
-		v = []string{}
+		v = []T{}
 	}
 	return &v
 }
+
+func (f userFields) str(name string) *string { return value[string](f, name, "string") }
+func (f userFields) int(name string) *int    { return value[int](f, name, "integer") }
+func (f userFields) bool(name string) *bool  { return value[bool](f, name, "boolean") }
+
+func (f userFields) strings(name string) *[]string { return list[string](f, name) }
 
 func (f userFields) apis() *[]auth.API {
 	names := f.strings("apis")
@@ -403,17 +395,9 @@ func (f userFields) date(name string) **time.Time {
 }
 
 func (f userFields) cameraGroups() *[]auth.CameraGroup {
-	var v []auth.CameraGroup
-	if !f.decode("admin_camera_groups", "array", &v) {
-		return nil
-	}
-	return &v
+	return list[auth.CameraGroup](f, "admin_camera_groups")
 }
 
 func (f userFields) subnetGroups() *[]auth.SubnetGroup {
-	var v []auth.SubnetGroup
-	if !f.decode("dhcp_subnet_groups", "array", &v) {
-		return nil
-	}
-	return &v
+	return list[auth.SubnetGroup](f, "dhcp_subnet_groups")
 }
