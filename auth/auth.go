@@ -108,7 +108,8 @@ func (u *User) usable(now time.Time) error {
 type TokenHash [32]byte
 
 // Session is one issued access token of any API. Its ID is public (the seed's
-// access_token_id); the token itself is known only to the client.
+// access_token_id) and always TokenHash.SessionID(); the token itself is
+// known only to the client.
 type Session struct {
 	ID        string    `json:"id"`
 	TokenHash TokenHash `json:"token_hash"`
@@ -188,7 +189,8 @@ type Store interface {
 	// same user and API; *SessionLimitError if the limit is reached.
 	CreateSession(s *Session, opt CreateOptions) error
 	// SessionByHash returns the session whose token hashes to h, live or not,
-	// with its user; ErrSessionNotFound if there is none.
+	// with its user; ErrSessionNotFound if there is none. It is the token
+	// check, so it may leave out of ClientMeta everything but IP.
 	SessionByHash(h TokenHash) (*Session, *User, error)
 	// Session returns a session by public id, or ErrSessionNotFound.
 	Session(id string) (*Session, error)
@@ -198,7 +200,7 @@ type Store interface {
 	DeleteSession(id string) error
 	// TouchSession records activity; a missing session is not an error, as it
 	// may have been ended meanwhile.
-	TouchSession(id string, lastSeen, expiresAt time.Time, ip string) error
+	TouchSession(h TokenHash, lastSeen, expiresAt time.Time, ip string) error
 
 	// Refresh returns the refresh token with hash h, or ErrTokenInvalid.
 	Refresh(h TokenHash) (*Refresh, error)

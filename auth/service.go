@@ -173,12 +173,8 @@ func (s *Service) newSession(u *User, api API, now time.Time, meta ClientMeta) (
 	if err != nil {
 		return nil, err
 	}
-	id, err := newID(s.cfg.Rand, sessionIDBytes)
-	if err != nil {
-		return nil, err
-	}
 	sess := &Session{
-		ID: id, TokenHash: hash, UserID: u.ID, API: api,
+		ID: hash.SessionID(), TokenHash: hash, UserID: u.ID, API: api,
 		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(s.ttl(api)),
 		ClientMeta: meta,
 	}
@@ -240,7 +236,7 @@ func (s *Service) Authenticate(token string, api API, ip string) (*Session, *Use
 		}
 		// A failed activity write must not fail a valid request: the token
 		// is still good, and the next request tries again.
-		_ = s.store.TouchSession(sess.ID, sess.LastSeen, sess.ExpiresAt, sess.IP)
+		_ = s.store.TouchSession(sess.TokenHash, sess.LastSeen, sess.ExpiresAt, sess.IP)
 	}
 	return sess, u, nil
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -15,6 +16,10 @@ const tokenBytes = 32
 // of the seed product's access_token_id, so clients that size fields for it
 // keep working.
 const sessionIDBytes = 40
+
+// sessionIDTag keeps session ids apart from any other use of SHA-512 over a
+// token hash.
+const sessionIDTag = "vmsauth session id\x00"
 
 // newToken returns a fresh opaque token and the hash under which it is kept.
 func newToken(rand io.Reader) (string, TokenHash, error) {
@@ -40,6 +45,14 @@ func newID(rand io.Reader, n int) (string, error) {
 // lookups by hash give an attacker no timing signal about a stored token.
 func HashToken(token string) TokenHash {
 	return sha256.Sum256([]byte(token))
+}
+
+// SessionID is the public id of the session whose token hashes to h. It is
+// derived rather than stored so that the record a token check reads stays
+// small; being one-way, it tells nothing about the hash or the token.
+func (h TokenHash) SessionID() string {
+	sum := sha512.Sum512(append([]byte(sessionIDTag), h[:]...))
+	return hex.EncodeToString(sum[:sessionIDBytes])
 }
 
 // MarshalText keeps a hash compact and readable in stored records.

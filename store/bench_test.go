@@ -9,7 +9,6 @@ package store
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -38,17 +37,16 @@ func benchDB(b *testing.B) (*DB, *auth.User) {
 }
 
 // newBenchSession is a live session of the user shaped like the ones the
-// service makes: random 80-character id, random token hash.
+// service makes: random token hash.
 func newBenchSession(userID int64) *auth.Session {
-	id := make([]byte, 40)
-	_, _ = rand.Read(id)
 	now := time.Now()
 	s := &auth.Session{
-		ID: hex.EncodeToString(id), UserID: userID, API: auth.APIClient,
+		UserID: userID, API: auth.APIClient,
 		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(auth.DefaultClientIdle),
 		ClientMeta: auth.ClientMeta{IP: "192.0.2.10", UserAgent: "okhttp/4.12.0", Client: "android"},
 	}
 	_, _ = rand.Read(s.TokenHash[:])
+	s.ID = s.TokenHash.SessionID()
 	return s
 }
 

@@ -2,9 +2,11 @@ package store_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -141,8 +143,82 @@ func TestMigrateSchema1(t *testing.T) {
 	}
 	defer b.Close()
 	_ = b.View(func(tx *bolt.Tx) error {
-		if v := binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema"))); v != 2 {
-			t.Errorf("schema after open = %d, want 2", v)
+		if v := binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema"))); v != 3 {
+			t.Errorf("schema after open = %d, want 3", v)
+		}
+		return nil
+	})
+}
+
+// TestMigrateSchema2 opens a file holding a session as schema 2 stored it
+// (JSON under a random public id, with a hash index) and checks that the
+// upgrade keeps the session: its token, its user, its device.
+func TestMigrateSchema2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	alice := &auth.User{ID: 1, Login: "alice", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
+	s := newSession(t, alice.ID, auth.APIClient, now)
+	s.ID = strings.Repeat("ab", 40) // schema 2's ids were random
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error {
+		put := func(bucket string, k, v []byte) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte(bucket))
+			if err != nil {
+				return err
+			}
+			return bk.Put(k, v)
+		}
+		uid := binary.BigEndian.AppendUint64(nil, 1)
+		user, _ := json.Marshal(alice)
+		session, _ := json.Marshal(s)
+		return errors.Join(
+			put("meta", []byte("schema"), binary.BigEndian.AppendUint64(nil, 2)),
+			put("users", uid, user),
+			put("users_by_login", []byte("alice"), uid),
+			put("sessions", []byte(s.ID), session),
+			put("sessions_by_hash", s.TokenHash[:], []byte(s.ID)),
+			put("user_sessions", append(uid, s.ID...), nil),
+			put("refresh", []byte{0}, nil), put("user_refresh", []byte{0}, nil), put("audit", []byte{0}, nil),
+		)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	db := openDB(t, path)
+	want := *s
+	want.ID = s.TokenHash.SessionID()
+	got, u, err := db.SessionByHash(s.TokenHash)
+	if err != nil || !reflect.DeepEqual(got, checked(&want)) || u.Login != "alice" {
+		t.Fatalf("token check after migration = %+v, %+v, %v", got, u, err)
+	}
+	if all, err := db.UserSessions(alice.ID); err != nil || !reflect.DeepEqual(all, []*auth.Session{&want}) {
+		t.Fatalf("sessions after migration = %+v, %v, want %+v", all, err, want)
+	}
+	if err := db.DeleteSession(want.ID); err != nil {
+		t.Fatalf("ending the migrated session by its new id: %v", err)
+	}
+	if _, _, err := db.SessionByHash(s.TokenHash); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Fatalf("after ending it: %v", err)
+	}
+	if err := db.Check(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	b, err = bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_ = b.View(func(tx *bolt.Tx) error {
+		for _, name := range []string{"sessions", "sessions_by_hash"} {
+			if tx.Bucket([]byte(name)) != nil {
+				t.Errorf("schema 2 bucket %s is left", name)
+			}
 		}
 		return nil
 	})

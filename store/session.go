@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -31,8 +33,8 @@ func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
 func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 	// Every check and write is in this one transaction, and bbolt runs one
 	// writer at a time: concurrent logins cannot both take the last place.
-	if _, err := user(tx, s.UserID); err != nil {
-		return err
+	if tx.Bucket(bucketUsers).Get(itob(s.UserID)) == nil {
+		return auth.ErrUserNotFound
 	}
 	if opt.Replace != "" {
 		old, err := session(tx, opt.Replace)
@@ -92,18 +94,21 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 	return nil
 }
 
-// SessionByHash returns the session whose token hashes to h, with its user;
-// see auth.Store.
+// SessionByHash returns the session whose token hashes to h, with its user
+// and without its device description; see auth.Store. It reads one state
+// record and the user, and decodes the user only when it changed since the
+// last check that needed it.
 func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, err error) {
+	s = new(auth.Session)
 	err = db.bolt.View(func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketSessionsByHash).Get(h[:])
-		if id == nil {
+		v := tx.Bucket(bucketSessionState).Get(h[:])
+		if v == nil {
 			return auth.ErrSessionNotFound
 		}
-		if s, err = session(tx, string(id)); err != nil {
-			return err
+		if err := decodeState(h, v, s); err != nil {
+			return fmt.Errorf("decode session %s: %w", s.ID, err)
 		}
-		u, err = user(tx, s.UserID)
+		u, err = db.users.get(tx, s.UserID)
 		if errors.Is(err, auth.ErrUserNotFound) {
 			return auth.ErrSessionNotFound
 		}
@@ -144,21 +149,28 @@ func (db *DB) DeleteSession(id string) error {
 	})
 }
 
-// TouchSession records activity; a missing session is not an error.
-func (db *DB) TouchSession(id string, lastSeen, expiresAt time.Time, ip string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		s, err := session(tx, id)
-		if errors.Is(err, auth.ErrSessionNotFound) {
+// TouchSession records activity; a missing session is not an error. Checks
+// that touch at the same moment share a commit, as logins do.
+func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
+	return db.bolt.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessionState)
+		v := b.Get(h[:])
+		if v == nil {
 			return nil
 		}
-		if err != nil {
+		var s auth.Session
+		if err := decodeState(h, v, &s); err != nil {
 			return err
 		}
 		s.LastSeen, s.ExpiresAt = lastSeen, expiresAt
 		if ip != "" {
 			s.IP = ip
 		}
-		return put(tx, bucketSessions, []byte(s.ID), s)
+		state, err := encodeState(&s)
+		if err != nil {
+			return err
+		}
+		return b.Put(h[:], state)
 	})
 }
 
@@ -205,12 +217,34 @@ func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh
 	return err
 }
 
+// session returns a whole session by public id.
 func session(tx *bolt.Tx, id string) (*auth.Session, error) {
-	s, err := get[auth.Session](tx, bucketSessions, []byte(id))
-	if err == nil && s == nil {
-		err = auth.ErrSessionNotFound
+	key, err := hex.DecodeString(id)
+	if err != nil {
+		return nil, auth.ErrSessionNotFound
 	}
-	return s, err
+	h := tx.Bucket(bucketSessionIDs).Get(key)
+	if len(h) != len(auth.TokenHash{}) {
+		return nil, auth.ErrSessionNotFound
+	}
+	return sessionByHash(tx, auth.TokenHash(h))
+}
+
+// sessionByHash returns a whole session: state and device.
+func sessionByHash(tx *bolt.Tx, h auth.TokenHash) (*auth.Session, error) {
+	v := tx.Bucket(bucketSessionState).Get(h[:])
+	if v == nil {
+		return nil, auth.ErrSessionNotFound
+	}
+	s := new(auth.Session)
+	err := decodeState(h, v, s)
+	if err == nil {
+		err = decodeDevice(tx.Bucket(bucketSessionDevice).Get(h[:]), &s.ClientMeta)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode session %s: %w", s.ID, err)
+	}
+	return s, nil
 }
 
 // userSessions returns the user's sessions oldest first.
@@ -219,7 +253,10 @@ func userSessions(tx *bolt.Tx, userID int64) ([]*auth.Session, error) {
 	prefix := itob(userID)
 	c := tx.Bucket(bucketUserSessions).Cursor()
 	for k, _ := c.Seek(prefix); bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		s, err := session(tx, string(k[len(prefix):]))
+		if len(k) != len(prefix)+len(auth.TokenHash{}) {
+			return nil, fmt.Errorf("malformed key %x in %s", k, bucketUserSessions)
+		}
+		s, err := sessionByHash(tx, auth.TokenHash(k[len(prefix):]))
 		if err != nil {
 			return nil, err
 		}
@@ -231,22 +268,34 @@ func userSessions(tx *bolt.Tx, userID int64) ([]*auth.Session, error) {
 	return sessions, nil
 }
 
-// putSession stores s and its three index entries.
+// putSession stores s: its state, its device, and the two index entries
+// that find it by public id and by user.
 func putSession(tx *bolt.Tx, s *auth.Session) error {
-	if err := put(tx, bucketSessions, []byte(s.ID), s); err != nil {
+	id, err := hex.DecodeString(s.ID)
+	if err != nil || s.ID != s.TokenHash.SessionID() {
+		return errors.New("store: session id is not the one its token hash gives")
+	}
+	state, err := encodeState(s)
+	if err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketSessionsByHash).Put(s.TokenHash[:], []byte(s.ID)); err != nil {
-		return err
-	}
-	return tx.Bucket(bucketUserSessions).Put(userKey(s.UserID, []byte(s.ID)), nil)
+	h := s.TokenHash[:]
+	return errors.Join(
+		tx.Bucket(bucketSessionState).Put(h, state),
+		tx.Bucket(bucketSessionDevice).Put(h, encodeDevice(s.ClientMeta)),
+		tx.Bucket(bucketSessionIDs).Put(id, h),
+		tx.Bucket(bucketUserSessions).Put(userKey(s.UserID, h), nil),
+	)
 }
 
 func deleteSession(tx *bolt.Tx, s *auth.Session) error {
+	h := s.TokenHash[:]
+	id, _ := hex.DecodeString(s.ID)
 	return errors.Join(
-		tx.Bucket(bucketSessions).Delete([]byte(s.ID)),
-		tx.Bucket(bucketSessionsByHash).Delete(s.TokenHash[:]),
-		tx.Bucket(bucketUserSessions).Delete(userKey(s.UserID, []byte(s.ID))),
+		tx.Bucket(bucketSessionState).Delete(h),
+		tx.Bucket(bucketSessionDevice).Delete(h),
+		tx.Bucket(bucketSessionIDs).Delete(id),
+		tx.Bucket(bucketUserSessions).Delete(userKey(s.UserID, h)),
 	)
 }
 

@@ -24,6 +24,8 @@ import (
 var migrations = []func(tx *bolt.Tx) error{
 	// 1 → 2: the audit trail.
 	func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucketAudit); return err },
+	// 2 → 3: sessions in binary, split into state and device (see codec.go).
+	migrateSessionsToBinary,
 }
 
 // schemaVersion is written into new databases and checked on every open, so
@@ -31,18 +33,20 @@ var migrations = []func(tx *bolt.Tx) error{
 var schemaVersion = uint64(len(migrations) + 1)
 
 var (
-	bucketMeta           = []byte("meta")
-	bucketUsers          = []byte("users")          // id → User
-	bucketUsersByLogin   = []byte("users_by_login") // lower-case login → id
-	bucketSessions       = []byte("sessions")       // session id → Session
-	bucketSessionsByHash = []byte("sessions_by_hash")
-	bucketUserSessions   = []byte("user_sessions") // user id + session id → nothing
-	bucketRefresh        = []byte("refresh")       // token hash → Refresh
-	bucketUserRefresh    = []byte("user_refresh")  // user id + token hash → nothing
-	bucketAudit          = []byte("audit")         // sequence → AuditEntry
+	bucketMeta          = []byte("meta")
+	bucketUsers         = []byte("users")          // id → User
+	bucketUsersByLogin  = []byte("users_by_login") // lower-case login → id
+	bucketSessionState  = []byte("session_state")  // token hash → state record
+	bucketSessionDevice = []byte("session_device") // token hash → device record
+	bucketSessionIDs    = []byte("session_ids")    // public id (binary) → token hash
+	bucketUserSessions  = []byte("user_sessions")  // user id + token hash → nothing
+	bucketRefresh       = []byte("refresh")        // token hash → Refresh
+	bucketUserRefresh   = []byte("user_refresh")   // user id + token hash → nothing
+	bucketAudit         = []byte("audit")          // sequence → AuditEntry
 
-	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsersByLogin, bucketSessions,
-		bucketSessionsByHash, bucketUserSessions, bucketRefresh, bucketUserRefresh, bucketAudit}
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsersByLogin, bucketSessionState,
+		bucketSessionDevice, bucketSessionIDs, bucketUserSessions, bucketRefresh,
+		bucketUserRefresh, bucketAudit}
 
 	keySchema = []byte("schema")
 )
@@ -69,8 +73,9 @@ type Options struct {
 
 // DB is an open vmsauth database. Its methods are safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt  *bolt.DB
+	path  string
+	users userCache
 }
 
 var _ auth.Store = (*DB)(nil)

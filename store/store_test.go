@@ -73,9 +73,10 @@ func randomHash(t *testing.T) auth.TokenHash {
 // hour after it.
 func newSession(t *testing.T, userID int64, api auth.API, created time.Time) *auth.Session {
 	t.Helper()
+	h := randomHash(t)
 	return &auth.Session{
-		ID:         randomID(t),
-		TokenHash:  randomHash(t),
+		ID:         h.SessionID(),
+		TokenHash:  h,
 		UserID:     userID,
 		API:        api,
 		CreatedAt:  created,
@@ -83,6 +84,14 @@ func newSession(t *testing.T, userID int64, api auth.API, created time.Time) *au
 		ExpiresAt:  created.Add(time.Hour),
 		ClientMeta: auth.ClientMeta{IP: "192.0.2.1", UserAgent: "test", Client: "web"},
 	}
+}
+
+// checked is s as a token check returns it: without the device, which only
+// session lists show.
+func checked(s *auth.Session) *auth.Session {
+	c := *s
+	c.ClientMeta = auth.ClientMeta{IP: s.IP}
+	return &c
 }
 
 func createSession(t *testing.T, db *store.DB, s *auth.Session, opt auth.CreateOptions) *auth.Session {
@@ -475,8 +484,33 @@ func TestSessionByHash(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(-2*time.Hour)), auth.CreateOptions{})
 		gotS, gotU, err := db.SessionByHash(s.TokenHash)
-		if err != nil || !reflect.DeepEqual(gotS, s) || !reflect.DeepEqual(gotU, alice) {
+		if err != nil || !reflect.DeepEqual(gotS, checked(s)) || !reflect.DeepEqual(gotU, alice) {
 			t.Fatalf("SessionByHash = %+v, %+v, %v", gotS, gotU, err)
+		}
+	})
+	t.Run("UserChanges", func(t *testing.T) {
+		// Checks reuse decoded users: a change must show at the next check,
+		// and what one caller does to its copy must not reach the next.
+		db := newDB(t)
+		alice := createUser(t, db, "alice")
+		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+		_, u, err := db.SessionByHash(s.TokenHash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.Permissions[0], u.APIs[0], u.Name = "mutated", "mutated", "mutated"
+		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, alice) {
+			t.Fatalf("a caller's change to its user reached the next check: %+v", again)
+		}
+		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+			u.Permissions = []string{"users.view"}
+			return false, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, changed) {
+			t.Fatalf("check after a change = %+v, want %+v", again, changed)
 		}
 	})
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
@@ -491,7 +525,9 @@ func TestUserSessionsOrder(t *testing.T) {
 	alice := createUser(t, db, "alice")
 	newest := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Minute)), auth.CreateOptions{})
 	z, a := newSession(t, alice.ID, auth.APIClient, now), newSession(t, alice.ID, auth.APIClient, now)
-	z.ID, a.ID = "z", "a" // created at the same time: ordered by id
+	if z.ID < a.ID { // created at the same time: ordered by id
+		z, a = a, z
+	}
 	createSession(t, db, z, auth.CreateOptions{})
 	createSession(t, db, a, auth.CreateOptions{})
 	oldest := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(-time.Minute)), auth.CreateOptions{})
@@ -523,7 +559,7 @@ func TestTouchSession(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		seen, expires := now.Add(time.Minute), now.Add(2*time.Hour)
-		if err := db.TouchSession(s.ID, seen, expires, "198.51.100.7"); err != nil {
+		if err := db.TouchSession(s.TokenHash, seen, expires, "198.51.100.7"); err != nil {
 			t.Fatal(err)
 		}
 		want := *s
@@ -531,7 +567,7 @@ func TestTouchSession(t *testing.T) {
 		if got, err := db.Session(s.ID); err != nil || !reflect.DeepEqual(got, &want) {
 			t.Fatalf("Session = %+v, %v, want %+v", got, err, want)
 		}
-		if err := db.TouchSession(s.ID, seen, expires, ""); err != nil {
+		if err := db.TouchSession(s.TokenHash, seen, expires, ""); err != nil {
 			t.Fatal(err)
 		}
 		if got, _, err := db.SessionByHash(s.TokenHash); err != nil || got.IP != "198.51.100.7" {
@@ -540,7 +576,7 @@ func TestTouchSession(t *testing.T) {
 	})
 	t.Run("Missing", func(t *testing.T) {
 		db := newDB(t)
-		if err := db.TouchSession("nonesuch", now, now, ""); err != nil {
+		if err := db.TouchSession(randomHash(t), now, now, ""); err != nil {
 			t.Fatal(err)
 		}
 		_, err := db.Session("nonesuch")
@@ -623,7 +659,7 @@ func TestReopen(t *testing.T) {
 	}
 
 	db = openDB(t, path)
-	if got, gotU, err := db.SessionByHash(s.TokenHash); err != nil || !reflect.DeepEqual(got, s) || !reflect.DeepEqual(gotU, alice) {
+	if got, gotU, err := db.SessionByHash(s.TokenHash); err != nil || !reflect.DeepEqual(got, checked(s)) || !reflect.DeepEqual(gotU, alice) {
 		t.Fatalf("after reopening: %+v, %+v, %v", got, gotU, err)
 	}
 	if bob := createUser(t, db, "bob"); bob.ID != 2 {

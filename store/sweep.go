@@ -24,10 +24,9 @@ const sweepBatch = 1000
 // write transactions. It returns how many records it removed.
 func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 	cut := now.Add(-keep)
-	sessions, err := db.collect(bucketSessions, func(v []byte) (bool, error) {
-		var s auth.Session
-		err := json.Unmarshal(v, &s)
-		return err == nil && s.ExpiresAt.Before(cut), err
+	sessions, err := db.collect(bucketSessionState, func(v []byte) (bool, error) {
+		_, expires, err := stateHead(v)
+		return err == nil && expires.Before(cut), err
 	})
 	if err != nil {
 		return 0, err
@@ -43,11 +42,11 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 	n := 0
 	for batch := range slices.Chunk(sessions, sweepBatch) {
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			for _, id := range batch {
+			for _, h := range batch {
 				// Re-read: the session may have been used (and extended) or
 				// ended since the scan.
-				s, err := get[auth.Session](tx, bucketSessions, id)
-				if err != nil || s == nil || !s.ExpiresAt.Before(cut) {
+				s, err := sessionByHash(tx, auth.TokenHash(h))
+				if err != nil || !s.ExpiresAt.Before(cut) {
 					continue
 				}
 				if err := deleteSession(tx, s); err != nil {
@@ -110,29 +109,24 @@ func (db *DB) Stats() (Stats, error) {
 	var st Stats
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		st.Users = tx.Bucket(bucketUsers).Stats().KeyN
-		st.Sessions = tx.Bucket(bucketSessions).Stats().KeyN
+		st.Sessions = tx.Bucket(bucketSessionState).Stats().KeyN
 		return nil
 	})
 	return st, err
 }
 
 // LiveSessions counts the sessions live at now, by API. It reads every
-// session, so callers cache it.
+// session's state record, so callers cache it.
 func (db *DB) LiveSessions(now time.Time) (map[auth.API]int, error) {
 	counts := map[auth.API]int{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSessions).ForEach(func(_, v []byte) error {
-			// Only two fields are kept: the rest of each session is
-			// skipped rather than built.
-			var s struct {
-				API       auth.API  `json:"api"`
-				ExpiresAt time.Time `json:"expires_at"`
-			}
-			if err := json.Unmarshal(v, &s); err != nil {
+		return tx.Bucket(bucketSessionState).ForEach(func(_, v []byte) error {
+			api, expires, err := stateHead(v)
+			if err != nil {
 				return err
 			}
-			if now.Before(s.ExpiresAt) {
-				counts[s.API]++
+			if now.Before(expires) {
+				counts[api]++
 			}
 			return nil
 		})

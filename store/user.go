@@ -3,7 +3,11 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -130,6 +134,73 @@ func user(tx *bolt.Tx, id int64) (*auth.User, error) {
 		err = auth.ErrUserNotFound
 	}
 	return u, err
+}
+
+// userCache keeps users decoded for token checks, each with the bytes it
+// was decoded from. A check still reads the user's record, in its own
+// transaction, and reuses the decoded user only while the record is
+// byte-for-byte the same: no invalidation to get wrong, and users change
+// rarely, so checks almost never decode one.
+type userCache struct {
+	mu sync.RWMutex
+	m  map[int64]cachedUser
+}
+
+type cachedUser struct {
+	raw []byte
+	u   *auth.User
+}
+
+// maxCachedUsers bounds the cache; a box has far fewer users.
+const maxCachedUsers = 4096
+
+func (c *userCache) get(tx *bolt.Tx, id int64) (*auth.User, error) {
+	v := tx.Bucket(bucketUsers).Get(itob(id))
+	if v == nil {
+		return nil, auth.ErrUserNotFound
+	}
+	c.mu.RLock()
+	e, ok := c.m[id]
+	c.mu.RUnlock()
+	if ok && bytes.Equal(e.raw, v) {
+		return cloneUser(e.u), nil
+	}
+	u := new(auth.User)
+	if err := json.Unmarshal(v, u); err != nil {
+		return nil, fmt.Errorf("decode user %d: %w", id, err)
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedUsers {
+		c.m = make(map[int64]cachedUser)
+	}
+	c.m[id] = cachedUser{raw: bytes.Clone(v), u: u}
+	c.mu.Unlock()
+	return cloneUser(u), nil
+}
+
+// cloneUser is a copy of u that shares no memory with it, so that callers
+// own what the cache hands out.
+func cloneUser(u *auth.User) *auth.User {
+	c := *u
+	c.ParentID = clonePtr(u.ParentID)
+	c.ExpiredAt = clonePtr(u.ExpiredAt)
+	c.APIs = slices.Clone(u.APIs)
+	c.Permissions = slices.Clone(u.Permissions)
+	c.SubnetGroups = slices.Clone(u.SubnetGroups)
+	c.CameraGroups = slices.Clone(u.CameraGroups)
+	for i := range c.CameraGroups {
+		g := &c.CameraGroups[i]
+		g.FullPretty, g.ParentID, g.CSAID = clonePtr(g.FullPretty), clonePtr(g.ParentID), clonePtr(g.CSAID)
+	}
+	return &c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // loginOwner returns the id of the user with the login, or ErrUserNotFound.

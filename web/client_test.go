@@ -34,7 +34,7 @@ func creds(login, password string) map[string]any {
 // sessionOf returns the stored session of a token.
 func (e *env) sessionOf(token string) *auth.Session {
 	e.t.Helper()
-	s, _, err := e.DB.SessionByHash(auth.HashToken(token))
+	s, err := e.DB.Session(auth.HashToken(token).SessionID())
 	if err != nil {
 		e.t.Fatalf("no session for token: %v", err)
 	}
