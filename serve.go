@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"vmsauth/auth"
@@ -46,7 +47,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	level, _ := cfg.level()
 	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
 
-	db, svc, err := openService(cfg.Data, cfg.authConfig())
+	// The hashing pool stays as wide as the cores, and the scheduler gets one
+	// P more: with every core hashing during a login flood, token checks
+	// still find a free P instead of waiting for bcrypt to be preempted. It
+	// is put back on return so that serving twice in one process (the tests)
+	// does not add a P each time.
+	workers := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(workers + 1)
+	defer runtime.GOMAXPROCS(workers)
+	acfg := cfg.authConfig()
+	acfg.HashWorkers = workers
+	db, svc, err := openService(cfg.Data, acfg)
 	if err != nil {
 		return err
 	}

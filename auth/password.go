@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"math/big"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/crypto/bcrypt"
@@ -68,7 +69,8 @@ func (h *hasher) verify(ctx context.Context, hash, pw string) (bool, error) {
 	if hash == "" {
 		stored = h.dummy
 	}
-	err := bcrypt.CompareHashAndPassword(stored, []byte(pw))
+	var err error
+	lowPriority(func() { err = bcrypt.CompareHashAndPassword(stored, []byte(pw)) })
 	return err == nil && hash != "" && len(pw) <= MaxPassword, nil
 }
 
@@ -77,8 +79,28 @@ func (h *hasher) hash(ctx context.Context, pw string) (string, error) {
 		return "", err
 	}
 	defer h.release()
-	b, err := bcrypt.GenerateFromPassword([]byte(pw), h.cost)
+	var b []byte
+	var err error
+	lowPriority(func() { b, err = bcrypt.GenerateFromPassword([]byte(pw), h.cost) })
 	return string(b), err
+}
+
+// lowPriority runs fn on an OS thread of its own at a lower priority and
+// waits for it. The pool leaves one P free for token checks, but the kernel
+// still shares the cores between threads: at a lower priority a hashing
+// thread gives way to a check's thread at once instead of at the end of its
+// time slice.
+func lowPriority(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Never unlocked: the thread then exits with the goroutine, so its
+		// lowered priority never reaches another goroutine.
+		runtime.LockOSThread()
+		lowerThreadPriority()
+		fn()
+	}()
+	<-done
 }
 
 // ValidHash reports whether s is a bcrypt hash vmsauth can verify ($2a$,

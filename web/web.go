@@ -140,6 +140,12 @@ func realm(path string) auth.API {
 }
 
 func (s *server) logRequests(c *gin.Context) {
+	// Without this, every request would pay for c.ClientIP and for boxing
+	// the arguments of a Debug line that is then thrown away.
+	if !s.log.Enabled(c.Request.Context(), slog.LevelDebug) {
+		c.Next()
+		return
+	}
 	start := time.Now()
 	c.Next()
 	// The query string is left out: it may carry ?hl= only today, but a
