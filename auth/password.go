@@ -6,6 +6,8 @@ import (
 	"math/big"
 	"runtime"
 	"strconv"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -35,16 +37,21 @@ type hasher struct {
 	cost  int
 	slots chan struct{}
 	dummy []byte
+	// lift is how long a hash may wait for idle cores before it competes
+	// for them: a few times what one takes on a free core.
+	lift time.Duration
 }
 
 func newHasher(cost, width int) (*hasher, error) {
 	// A hash of nothing anyone knows, with the configured cost: unknown
 	// logins are verified against it so they take as long as wrong passwords.
+	start := time.Now()
 	dummy, err := bcrypt.GenerateFromPassword([]byte("vmsauth dummy password"), cost)
 	if err != nil {
 		return nil, err
 	}
-	return &hasher{cost: cost, slots: make(chan struct{}, width), dummy: dummy}, nil
+	lift := max(4*time.Since(start), 50*time.Millisecond)
+	return &hasher{cost: cost, slots: make(chan struct{}, width), dummy: dummy, lift: lift}, nil
 }
 
 func (h *hasher) acquire(ctx context.Context) error {
@@ -70,7 +77,7 @@ func (h *hasher) verify(ctx context.Context, hash, pw string) (bool, error) {
 		stored = h.dummy
 	}
 	var err error
-	lowPriority(func() { err = bcrypt.CompareHashAndPassword(stored, []byte(pw)) })
+	h.lowPriority(func() { err = bcrypt.CompareHashAndPassword(stored, []byte(pw)) })
 	return err == nil && hash != "" && len(pw) <= MaxPassword, nil
 }
 
@@ -81,24 +88,38 @@ func (h *hasher) hash(ctx context.Context, pw string) (string, error) {
 	defer h.release()
 	var b []byte
 	var err error
-	lowPriority(func() { b, err = bcrypt.GenerateFromPassword([]byte(pw), h.cost) })
+	h.lowPriority(func() { b, err = bcrypt.GenerateFromPassword([]byte(pw), h.cost) })
 	return string(b), err
 }
 
-// lowPriority runs fn on an OS thread of its own at a lower priority and
-// waits for it. The pool leaves one P free for token checks, but the kernel
-// still shares the cores between threads: at a lower priority a hashing
-// thread gives way to a check's thread at once instead of at the end of its
-// time slice.
-func lowPriority(fn func()) {
+// lowPriority runs fn on an OS thread of its own that gives way to every
+// other thread (see idleThread), and waits for it. The pool leaves one P
+// free for token checks, but the kernel still shares the cores between
+// threads: this makes it run a check's thread first. If fn has not finished
+// after h.lift, the box is busy with other work and the thread competes
+// normally again, at nice 10, so that logins slow down rather than stall.
+func (h *hasher) lowPriority(fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		// Never unlocked: the thread then exits with the goroutine, so its
-		// lowered priority never reaches another goroutine.
+		// priority never reaches another goroutine.
 		runtime.LockOSThread()
-		lowerThreadPriority()
+		lift := idleThread()
+		var mu sync.Mutex
+		running := true
+		t := time.AfterFunc(h.lift, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if running { // the thread id must still be this thread's
+				lift()
+			}
+		})
 		fn()
+		t.Stop()
+		mu.Lock()
+		running = false
+		mu.Unlock()
 	}()
 	<-done
 }

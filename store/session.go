@@ -25,12 +25,19 @@ func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
 	// failed one runs alone), which createSession allows: all it does is in
 	// tx, and each run sees what the batch wrote before it, as if that had
 	// committed first.
-	return db.bolt.Batch(func(tx *bolt.Tx) error { return createSession(tx, s, opt) })
+	var ended []auth.TokenHash
+	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+		ended = ended[:0]
+		return createSession(tx, s, opt, &ended)
+	})
+	db.sessions.forget(ended...)
+	return err
 }
 
-// createSession is CreateSession's transaction. It changes nothing but tx,
-// so that running it again after a rollback is safe.
-func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
+// createSession is CreateSession's transaction. It changes nothing but tx
+// and ended, where it adds the sessions it deletes, so that running it again
+// after a rollback is safe.
+func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *[]auth.TokenHash) error {
 	// Every check and write is in this one transaction, and bbolt runs one
 	// writer at a time: concurrent logins cannot both take the last place.
 	if tx.Bucket(bucketUsers).Get(itob(s.UserID)) == nil {
@@ -47,9 +54,10 @@ func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 		if err := deleteSession(tx, old); err != nil {
 			return err
 		}
+		*ended = append(*ended, old.TokenHash)
 	}
 	if opt.Limit > 0 {
-		if err := checkLimit(tx, s, opt); err != nil {
+		if err := checkLimit(tx, s, opt, ended); err != nil {
 			return err
 		}
 	}
@@ -68,7 +76,7 @@ func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 // checkLimit returns *SessionLimitError if the user already holds opt.Limit
 // live sessions of s's API. Returning it rolls the whole transaction back,
 // including a replaced session's deletion.
-func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
+func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *[]auth.TokenHash) error {
 	sessions, err := userSessions(tx, s.UserID)
 	if err != nil {
 		return err
@@ -86,6 +94,7 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 			if err := deleteSession(tx, old); err != nil {
 				return err
 			}
+			*ended = append(*ended, old.TokenHash)
 		}
 	}
 	if len(live) >= opt.Limit {
@@ -95,10 +104,14 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions) error {
 }
 
 // SessionByHash returns the session whose token hashes to h, with its user
-// and without its device description; see auth.Store. It reads one state
-// record and the user, and decodes the user only when it changed since the
-// last check that needed it.
+// and without its device description; see auth.Store. Sessions checked
+// lately come from memory (see sessionCache); others cost one state record
+// and the user, decoded only when it changed since a check last needed it.
 func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, err error) {
+	if s, u, ok := db.sessions.get(h); ok {
+		return s, u, nil
+	}
+	gen := db.sessions.generation()
 	s = new(auth.Session)
 	err = db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSessionState).Get(h[:])
@@ -117,6 +130,7 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 	if err != nil {
 		return nil, nil, err
 	}
+	db.sessions.fill(gen, s, u)
 	return s, u, nil
 }
 
@@ -140,18 +154,23 @@ func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
 
 // DeleteSession ends a session by public id, or returns ErrSessionNotFound.
 func (db *DB) DeleteSession(id string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	var h auth.TokenHash
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		s, err := session(tx, id)
 		if err != nil {
 			return err
 		}
+		h = s.TokenHash
 		return deleteSession(tx, s)
 	})
+	db.sessions.forget(h)
+	return err
 }
 
 // TouchSession records activity; a missing session is not an error. Checks
 // that touch at the same moment share a commit, as logins do.
 func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
+	defer db.sessions.forget(h)
 	return db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessionState)
 		v := b.Get(h[:])
@@ -187,6 +206,8 @@ func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
 // old's family if it was used already; see auth.Store. It sets the user and
 // family of s and r from old.
 func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh) error {
+	// A reuse ends a whole chain, whose sessions are not listed here.
+	defer db.sessions.reset()
 	reused := false
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		o, err := refresh(tx, old)

@@ -73,9 +73,10 @@ type Options struct {
 
 // DB is an open vmsauth database. Its methods are safe for concurrent use.
 type DB struct {
-	bolt  *bolt.DB
-	path  string
-	users userCache
+	bolt     *bolt.DB
+	path     string
+	users    userCache
+	sessions sessionCache
 }
 
 var _ auth.Store = (*DB)(nil)

@@ -39,6 +39,9 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A swept session's token must be unknown to checks from now on, not
+	// "expired" as a cached copy would still say.
+	defer db.sessions.reset()
 	n := 0
 	for batch := range slices.Chunk(sessions, sweepBatch) {
 		err := db.bolt.Update(func(tx *bolt.Tx) error {

@@ -82,6 +82,9 @@ func (db *DB) CountUsers() (n int, err error) {
 // UpdateUser lets fn change the user and stores the result; see auth.Store.
 // fn runs inside the write transaction, so it must not call the store.
 func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (endSessions bool, err error)) (u *auth.User, err error) {
+	// Checks cache sessions with their users: a change, or the end of the
+	// user's sessions, must reach the next check.
+	defer db.sessions.reset()
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		if u, err = user(tx, id); err != nil {
 			return err
@@ -113,6 +116,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (endSessions bool, err 
 
 // DeleteUser removes the user with its sessions and refresh tokens.
 func (db *DB) DeleteUser(id int64) error {
+	defer db.sessions.reset()
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		u, err := user(tx, id)
 		if err != nil {

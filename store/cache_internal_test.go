@@ -1,0 +1,41 @@
+package store
+
+import (
+	"testing"
+
+	"vmsauth/auth"
+)
+
+// TestCacheFillAfterForget plays the race a check can lose: it notes the
+// generation and reads the file, a write commits and forgets the session,
+// and only then does the check fill the cache with what it read. That
+// stale copy must not be kept.
+func TestCacheFillAfterForget(t *testing.T) {
+	var c sessionCache
+	s := &auth.Session{TokenHash: auth.TokenHash{1}}
+	u := &auth.User{ID: 1}
+
+	gen := c.generation()
+	c.forget(s.TokenHash) // the write lands between the read and the fill
+	c.fill(gen, s, u)
+	if _, _, ok := c.get(s.TokenHash); ok {
+		t.Fatal("a session read before a write was cached after it")
+	}
+
+	c.fill(c.generation(), s, u)
+	got, gotU, ok := c.get(s.TokenHash)
+	if !ok || got.TokenHash != s.TokenHash || gotU == u {
+		t.Fatalf("fill in the current generation: %v %+v; the user must be a clone", ok, got)
+	}
+
+	for i := range maxCachedSessions + 10 {
+		c.fill(c.generation(), &auth.Session{TokenHash: auth.TokenHash{byte(i), byte(i >> 8), 2}}, u)
+	}
+	if n := len(c.m); n > maxCachedSessions {
+		t.Fatalf("cache holds %d sessions, bound %d", n, maxCachedSessions)
+	}
+	c.reset()
+	if len(c.m) != 0 {
+		t.Fatal("reset kept sessions")
+	}
+}
