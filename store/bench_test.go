@@ -87,7 +87,9 @@ func BenchmarkCreateSession(b *testing.B) {
 	b.Run("64-parallel", func(b *testing.B) {
 		db, u := benchDB(b)
 		oneByOne := func(s *auth.Session) error {
-			return db.bolt.Update(func(tx *bolt.Tx) error { return createSession(tx, s, auth.CreateOptions{Now: s.CreatedAt}, new([]auth.TokenHash)) })
+			return db.bolt.Update(func(tx *bolt.Tx) error {
+				return createSession(tx, s, auth.CreateOptions{Now: s.CreatedAt}, new([]auth.TokenHash))
+			})
 		}
 		batched := func(s *auth.Session) error { return db.CreateSession(s, auth.CreateOptions{Now: s.CreatedAt}) }
 		b.StopTimer()
@@ -105,7 +107,9 @@ func BenchmarkCreateSession(b *testing.B) {
 			s := newBenchSession(u.ID)
 			b.StopTimer()
 			start := time.Now()
-			err := db.bolt.Update(func(tx *bolt.Tx) error { return createSession(tx, s, auth.CreateOptions{Now: s.CreatedAt}, new([]auth.TokenHash)) })
+			err := db.bolt.Update(func(tx *bolt.Tx) error {
+				return createSession(tx, s, auth.CreateOptions{Now: s.CreatedAt}, new([]auth.TokenHash))
+			})
 			own += time.Since(start)
 			b.StartTimer()
 			if err != nil {
