@@ -23,16 +23,19 @@ type sessionCache struct {
 	m   map[auth.TokenHash]cachedSession
 }
 
+// cachedSession is a session's state record, as in the file (about 45
+// bytes; decoding it costs far less than finding it), and its user, shared
+// with the user cache and never handed out.
 type cachedSession struct {
-	s auth.Session
-	u *auth.User // never handed out: callers get clones
+	state []byte
+	u     *auth.User
 }
 
-// maxCachedSessions bounds the cache at about 2 MB: more clients than a box
-// serves at once, far fewer than it may hold sessions.
+// maxCachedSessions bounds the cache at well under 1 MB: more clients than
+// a box serves at once, far fewer than it may hold sessions.
 const maxCachedSessions = 4096
 
-// get returns a copy of the cached session of h and a clone of its user.
+// get returns the cached session of h and a clone of its user.
 func (c *sessionCache) get(h auth.TokenHash) (*auth.Session, *auth.User, bool) {
 	c.mu.RLock()
 	e, ok := c.m[h]
@@ -40,7 +43,11 @@ func (c *sessionCache) get(h auth.TokenHash) (*auth.Session, *auth.User, bool) {
 	if !ok {
 		return nil, nil, false
 	}
-	return &e.s, cloneUser(e.u), true
+	s := new(auth.Session)
+	if decodeState(h, e.state, s) != nil {
+		return nil, nil, false // cannot be: it was decoded once already
+	}
+	return s, cloneUser(e.u), true
 }
 
 // generation is the generation a check must note before it reads the file.
@@ -50,9 +57,11 @@ func (c *sessionCache) generation() uint64 {
 	return c.gen
 }
 
-// fill caches s and u, read from the file in generation gen, unless a write
-// has been forgotten since.
-func (c *sessionCache) fill(gen uint64, s *auth.Session, u *auth.User) {
+// fill caches the session of h with its state record (which it keeps, so
+// it must be a copy, not bbolt's memory) and user (which nobody may change),
+// read from the file in generation gen, unless a write has been forgotten
+// since.
+func (c *sessionCache) fill(gen uint64, h auth.TokenHash, state []byte, u *auth.User) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
@@ -67,7 +76,7 @@ func (c *sessionCache) fill(gen uint64, s *auth.Session, u *auth.User) {
 			break
 		}
 	}
-	c.m[s.TokenHash] = cachedSession{s: *s, u: cloneUser(u)}
+	c.m[h] = cachedSession{state: state, u: u}
 }
 
 // forget drops the sessions of hs after a write to them has committed.

@@ -12,24 +12,29 @@ import (
 // stale copy must not be kept.
 func TestCacheFillAfterForget(t *testing.T) {
 	var c sessionCache
-	s := &auth.Session{TokenHash: auth.TokenHash{1}}
+	s := &auth.Session{TokenHash: auth.TokenHash{1}, UserID: 1, API: auth.APIClient}
+	s.ID = s.TokenHash.SessionID()
+	state, err := encodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	u := &auth.User{ID: 1}
 
 	gen := c.generation()
 	c.forget(s.TokenHash) // the write lands between the read and the fill
-	c.fill(gen, s, u)
+	c.fill(gen, s.TokenHash, state, u)
 	if _, _, ok := c.get(s.TokenHash); ok {
 		t.Fatal("a session read before a write was cached after it")
 	}
 
-	c.fill(c.generation(), s, u)
+	c.fill(c.generation(), s.TokenHash, state, u)
 	got, gotU, ok := c.get(s.TokenHash)
-	if !ok || got.TokenHash != s.TokenHash || gotU == u {
+	if !ok || got.ID != s.ID || got.UserID != 1 || gotU == u {
 		t.Fatalf("fill in the current generation: %v %+v; the user must be a clone", ok, got)
 	}
 
 	for i := range maxCachedSessions + 10 {
-		c.fill(c.generation(), &auth.Session{TokenHash: auth.TokenHash{byte(i), byte(i >> 8), 2}}, u)
+		c.fill(c.generation(), auth.TokenHash{byte(i), byte(i >> 8), 2}, state, u)
 	}
 	if n := len(c.m); n > maxCachedSessions {
 		t.Fatalf("cache holds %d sessions, bound %d", n, maxCachedSessions)

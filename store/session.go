@@ -112,6 +112,7 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 		return s, u, nil
 	}
 	gen := db.sessions.generation()
+	var state []byte
 	s = new(auth.Session)
 	err = db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSessionState).Get(h[:])
@@ -121,6 +122,7 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 		if err := decodeState(h, v, s); err != nil {
 			return fmt.Errorf("decode session %s: %w", s.ID, err)
 		}
+		state = bytes.Clone(v)
 		u, err = db.users.get(tx, s.UserID)
 		if errors.Is(err, auth.ErrUserNotFound) {
 			return auth.ErrSessionNotFound
@@ -130,8 +132,8 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 	if err != nil {
 		return nil, nil, err
 	}
-	db.sessions.fill(gen, s, u)
-	return s, u, nil
+	db.sessions.fill(gen, h, state, u)
+	return s, cloneUser(u), nil
 }
 
 // Session returns a session by public id, or ErrSessionNotFound.

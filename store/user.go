@@ -158,6 +158,8 @@ type cachedUser struct {
 // maxCachedUsers bounds the cache; a box has far fewer users.
 const maxCachedUsers = 4096
 
+// get returns the user with the id, decoded or from the cache. The user is
+// shared: callers clone it before they hand it out.
 func (c *userCache) get(tx *bolt.Tx, id int64) (*auth.User, error) {
 	v := tx.Bucket(bucketUsers).Get(itob(id))
 	if v == nil {
@@ -167,7 +169,7 @@ func (c *userCache) get(tx *bolt.Tx, id int64) (*auth.User, error) {
 	e, ok := c.m[id]
 	c.mu.RUnlock()
 	if ok && bytes.Equal(e.raw, v) {
-		return cloneUser(e.u), nil
+		return e.u, nil
 	}
 	u := new(auth.User)
 	if err := json.Unmarshal(v, u); err != nil {
@@ -179,7 +181,7 @@ func (c *userCache) get(tx *bolt.Tx, id int64) (*auth.User, error) {
 	}
 	c.m[id] = cachedUser{raw: bytes.Clone(v), u: u}
 	c.mu.Unlock()
-	return cloneUser(u), nil
+	return u, nil
 }
 
 // cloneUser is a copy of u that shares no memory with it, so that callers
