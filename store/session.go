@@ -115,12 +115,9 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 	var state []byte
 	s = new(auth.Session)
 	err = db.bolt.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSessionState).Get(h[:])
-		if v == nil {
-			return auth.ErrSessionNotFound
-		}
-		if err := decodeState(h, v, s); err != nil {
-			return fmt.Errorf("decode session %s: %w", s.ID, err)
+		v, err := sessionState(tx, h, s)
+		if err != nil {
+			return err
 		}
 		state = bytes.Clone(v)
 		u, err = db.users.get(tx, s.UserID)
@@ -174,13 +171,12 @@ func (db *DB) DeleteSession(id string) error {
 func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
 	defer db.sessions.forget(h)
 	return db.bolt.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessionState)
-		v := b.Get(h[:])
-		if v == nil {
+		var s auth.Session
+		_, err := sessionState(tx, h, &s)
+		if errors.Is(err, auth.ErrSessionNotFound) {
 			return nil
 		}
-		var s auth.Session
-		if err := decodeState(h, v, &s); err != nil {
+		if err != nil {
 			return err
 		}
 		s.LastSeen, s.ExpiresAt = lastSeen, expiresAt
@@ -191,7 +187,7 @@ func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip s
 		if err != nil {
 			return err
 		}
-		return b.Put(h[:], state)
+		return tx.Bucket(bucketSessionState).Put(h[:], state)
 	})
 }
 
@@ -255,19 +251,27 @@ func session(tx *bolt.Tx, id string) (*auth.Session, error) {
 
 // sessionByHash returns a whole session: state and device.
 func sessionByHash(tx *bolt.Tx, h auth.TokenHash) (*auth.Session, error) {
+	s := new(auth.Session)
+	if _, err := sessionState(tx, h, s); err != nil {
+		return nil, err
+	}
+	if err := decodeDevice(tx.Bucket(bucketSessionDevice).Get(h[:]), &s.ClientMeta); err != nil {
+		return nil, fmt.Errorf("decode session %s: %w", s.ID, err)
+	}
+	return s, nil
+}
+
+// sessionState fills s from the state record of h and returns the record,
+// which is valid only inside tx; ErrSessionNotFound if there is none.
+func sessionState(tx *bolt.Tx, h auth.TokenHash, s *auth.Session) ([]byte, error) {
 	v := tx.Bucket(bucketSessionState).Get(h[:])
 	if v == nil {
 		return nil, auth.ErrSessionNotFound
 	}
-	s := new(auth.Session)
-	err := decodeState(h, v, s)
-	if err == nil {
-		err = decodeDevice(tx.Bucket(bucketSessionDevice).Get(h[:]), &s.ClientMeta)
+	if err := decodeState(h, v, s); err != nil {
+		return nil, fmt.Errorf("decode session %s: %w", h.SessionID(), err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("decode session %s: %w", s.ID, err)
-	}
-	return s, nil
+	return v, nil
 }
 
 // userSessions returns the user's sessions oldest first.
