@@ -169,7 +169,7 @@ func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error)
 	} else {
 		s.log.Info("login", "api", api, "login", login, "ip", c.ClientIP())
 	}
-	s.metrics.logins.WithLabelValues(string(api), result).Inc()
+	s.metrics.login(api, result, 1)
 	if s.audit != nil {
 		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: clip(login, 255), API: api, Result: result, Reason: why})
 	}

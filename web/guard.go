@@ -42,7 +42,7 @@ var errThrottled = errors.New("throttled")
 // tooMany answers 429 with Retry-After and X-RateLimit-Reset, as Laravel's
 // throttle does.
 func (s *server) tooMany(c *gin.Context, api auth.API, d auth.Decision) {
-	s.metrics.throttled.WithLabelValues(string(api)).Inc()
+	s.metrics.throttle(api, 1)
 	setRateHeaders(c, d)
 	c.Header("Retry-After", strconv.Itoa(d.RetryAfter(s.svc.Now())))
 	c.Header("X-RateLimit-Reset", strconv.FormatInt(d.Reset.Unix(), 10))
@@ -85,7 +85,7 @@ func (s *server) newCaptcha(c *gin.Context) {
 		s.internalError(c, err)
 		return
 	}
-	s.metrics.captchas.WithLabelValues("issued").Inc()
+	s.metrics.captcha("issued", 1)
 	c.JSON(http.StatusOK, struct {
 		Sensitive bool   `json:"sensitive"`
 		Key       string `json:"key"`
@@ -121,11 +121,11 @@ func (s *server) checkCaptcha(c *gin.Context, login, sessionID, key, answer stri
 		return true
 	}
 	if !s.captchas.Verify(key, answer) {
-		s.metrics.captchas.WithLabelValues("failed").Inc()
+		s.metrics.captcha("failed", 1)
 		invalidField(c, "captcha", "captcha_wrong")
 		return false
 	}
-	s.metrics.captchas.WithLabelValues("solved").Inc()
+	s.metrics.captcha("solved", 1)
 	return true
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
@@ -70,6 +72,10 @@ func TestMetrics(t *testing.T) {
 	serveOnce(h, "POST", "/api/admin/v1/auth/token", local, `{"login":"admin","password":"wrong-password"}`)
 	serveOnce(h, "POST", "/api/admin/v1/auth/token", local, `{"login":"admin","password":"wrong-password"}`) // 4th: throttled
 	serveOnce(h, "GET", "/api/v1/captcha", local, "")
+	// Made-up methods on made-up paths share one series, or a client
+	// could grow the label set without bound.
+	serveOnce(h, "BREW", "/pot", local, "")
+	serveOnce(h, "WHEN", "/x", local, "")
 
 	rec := serveOnce(h, "GET", "/metrics", local, "")
 	if rec.Code != http.StatusOK {
@@ -83,12 +89,26 @@ func TestMetrics(t *testing.T) {
 		`vmsauth_live_sessions{api="admin"} 1`,
 		`vmsauth_live_sessions{api="client"} 0`,
 		`vmsauth_captchas_total{event="issued"} 1`,
-		`vmsauth_http_request_duration_seconds_count{code="200",method="POST",route="/api/admin/v1/auth/token"} 1`,
+		`vmsauth_http_requests_total{method="POST",route="/api/admin/v1/auth/token",code="200"} 1`,
+		`vmsauth_http_requests_total{method="POST",route="/api/admin/v1/auth/token",code="422"} 2`,
+		`vmsauth_http_request_duration_seconds_count{method="POST",route="/api/admin/v1/auth/token"} 4`,
+		`vmsauth_http_request_duration_seconds{method="POST",route="/api/admin/v1/auth/token",quantile="0.99"} `,
+		`vmsauth_http_requests_total{method="other",route="unmatched",code="404"} 2`,
 		`go_goroutines`,
+		`process_resident_memory_bytes`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	// Prometheus' own parser must take the whole page, or a scrape fails.
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("Prometheus cannot parse /metrics: %v", err)
+	}
+	if f := families["vmsauth_logins_total"]; f == nil || len(f.GetMetric()) != 2*len(auth.AllAPIs) {
+		t.Errorf("parsed vmsauth_logins_total: %v", f)
 	}
 	if rec := serveOnce(h, "GET", "/metrics", "192.0.2.10:5000", ""); rec.Code != http.StatusForbidden {
 		t.Fatalf("metrics from a remote address: %d, want 403", rec.Code)
