@@ -50,7 +50,7 @@ func withService(ctx context.Context, dataDir string, acfg auth.Config, args []s
 	if l, ok := ctx.Value(localKey{}).(*local); ok {
 		return fn(l)
 	}
-	db, svc, err := openService(dataDir, acfg)
+	db, svc, err := openService(dataDir, acfg, store.Options{})
 	if errors.Is(err, store.ErrLocked) {
 		return forward(ctx, dataDir, args, stdin, stdout, stderr, err)
 	}

@@ -69,7 +69,18 @@ type Options struct {
 	Timeout time.Duration
 	// ReadOnly opens the file without creating or changing it.
 	ReadOnly bool
+	// ReleaseEvery, when set, is how often the pages of the file that reads
+	// have mapped are given back (see release.go), so a long-running
+	// process's resident set does not grow with the file; token checks
+	// that read the file bring the next release forward. Full scans give
+	// theirs back as they go, whatever this is.
+	ReleaseEvery time.Duration
 }
+
+// initialMmapSize is the map bbolt starts with. A modest map up front means
+// the map rarely has to grow, and growing it waits for every open read
+// transaction. Tests make it small to make bbolt remap often.
+var initialMmapSize = 8 << 20
 
 // DB is an open vmsauth database. Its methods are safe for concurrent use.
 type DB struct {
@@ -77,6 +88,8 @@ type DB struct {
 	path     string
 	users    userCache
 	sessions sessionCache
+
+	release *releaser // nil without ReleaseEvery
 }
 
 var _ auth.Store = (*DB)(nil)
@@ -93,11 +106,9 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:  opts.Timeout,
-		ReadOnly: opts.ReadOnly,
-		// A modest map up front means the mmap rarely has to grow, and
-		// growing it waits for every open read transaction.
-		InitialMmapSize: 8 << 20,
+		Timeout:         opts.Timeout,
+		ReadOnly:        opts.ReadOnly,
+		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("database %s is %w (is vmsauth serve running?)", path, ErrLocked)
@@ -122,7 +133,12 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = b.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	return &DB{bolt: b, path: path}, nil
+	db := &DB{bolt: b, path: path}
+	if opts.ReleaseEvery > 0 {
+		db.release = newReleaser(opts.ReleaseEvery)
+		go db.release.loop(db)
+	}
+	return db, nil
 }
 
 // prepare checks the schema and, in a writable transaction, creates what a
@@ -178,7 +194,13 @@ func prepare(tx *bolt.Tx) error {
 }
 
 // Close releases the file.
-func (db *DB) Close() error { return db.bolt.Close() }
+func (db *DB) Close() error {
+	if db.release != nil {
+		db.release.close()
+		db.release = nil
+	}
+	return db.bolt.Close()
+}
 
 // Path is the file the database was opened from.
 func (db *DB) Path() string { return db.path }
@@ -196,6 +218,7 @@ func (db *DB) Backup(w io.Writer) (n int64, err error) {
 // Check walks every page of the file and reports all inconsistencies found,
 // joined; nil means the file is sound.
 func (db *DB) Check() error {
+	defer db.releaseMapped()
 	return db.bolt.View(func(tx *bolt.Tx) error {
 		var errs []error
 		for err := range tx.Check() {

@@ -23,6 +23,7 @@ const sweepBatch = 1000
 // read transactions, which do not block logins, and deletes in small
 // write transactions. It returns how many records it removed.
 func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
+	defer db.releaseMapped()
 	cut := now.Add(-keep)
 	sessions, err := db.collect(bucketSessionState, func(v []byte) (bool, error) {
 		_, expires, err := stateHead(v)
@@ -91,7 +92,11 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 func (db *DB) collect(bucket []byte, match func(v []byte) (bool, error)) ([][]byte, error) {
 	var keys [][]byte
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n := 0
 		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if n++; n%scanRelease == 0 {
+				_ = dropMapped(tx)
+			}
 			ok, err := match(v)
 			if ok {
 				keys = append(keys, bytes.Clone(k))
@@ -109,6 +114,7 @@ type Stats struct {
 
 // Stats counts users and stored sessions, live or not.
 func (db *DB) Stats() (Stats, error) {
+	defer db.releaseMapped()
 	var st Stats
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		st.Users = tx.Bucket(bucketUsers).Stats().KeyN
@@ -121,9 +127,14 @@ func (db *DB) Stats() (Stats, error) {
 // LiveSessions counts the sessions live at now, by API. It reads every
 // session's state record, so callers cache it.
 func (db *DB) LiveSessions(now time.Time) (map[auth.API]int, error) {
+	defer db.releaseMapped()
 	counts := map[auth.API]int{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n := 0
 		return tx.Bucket(bucketSessionState).ForEach(func(_, v []byte) error {
+			if n++; n%scanRelease == 0 {
+				_ = dropMapped(tx)
+			}
 			api, expires, err := stateHead(v)
 			if err != nil {
 				return err

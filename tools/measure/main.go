@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -309,7 +310,12 @@ func day(bin, dir string, tokens []string) error {
 	if err := verify(in, tokens, checks); err != nil {
 		return err
 	}
-	if err := printRSS(pid, fmt.Sprintf("after %d token checks of random sessions", checks)); err != nil {
+	if err := printRSS(pid, fmt.Sprintf("right after %d token checks of random sessions", checks)); err != nil {
+		return err
+	}
+	// serve gives back the database pages checks mapped every 10 s.
+	time.Sleep(11 * time.Second)
+	if err := printRSS(pid, "11 s later"); err != nil {
 		return err
 	}
 	res, err := in.client.Get(in.url + "/metrics")
@@ -321,7 +327,23 @@ func day(bin, dir string, tokens []string) error {
 	if res.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("vmsauth_live_sessions")) {
 		return fmt.Errorf("/metrics: status %d", res.StatusCode)
 	}
-	return printRSS(pid, "after a /metrics scrape")
+	if err := printRSS(pid, "after a /metrics scrape"); err != nil {
+		return err
+	}
+	// Where the process's own memory goes, as the Go runtime counts it.
+	var heap []string
+	for line := range strings.Lines(string(body)) {
+		name, value, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch name {
+		case "go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes",
+			"go_memstats_heap_released_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_next_gc_bytes",
+			"go_memstats_sys_bytes":
+			v, _ := strconv.ParseFloat(value, 64)
+			heap = append(heap, fmt.Sprintf("%s %.0f kB", strings.TrimPrefix(name, "go_memstats_"), v/1024))
+		}
+	}
+	fmt.Printf("  (Go runtime: %s)\n", strings.Join(heap, ", "))
+	return nil
 }
 
 // uncache drops the file's pages from the page cache, as a reboot would.

@@ -1,0 +1,85 @@
+package store
+
+import (
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Why the store gives back its mapped pages: bbolt reads the file through
+// a shared read-only map, and every page a read touches stays mapped, and
+// so counted in the process's resident set, until the map is dropped.
+// Linux also maps up to 16 cached neighbours of each page touched (fault
+// around; bbolt's MADV_RANDOM does not stop it). One sweep or live count
+// walks every session, so a box with 100k sessions would carry tens of MB
+// of the file in its RSS for good. Dropping the map's page table entries
+// frees nothing the file needs: the pages stay in the page cache for the
+// kernel to keep or reclaim, and the next read faults them back in.
+
+const (
+	// scanRelease is how many records a full scan reads between releases,
+	// which bounds what one scan maps at a time to a few MB.
+	scanRelease = 1024
+	// readRelease is how many token checks that read the file (cache
+	// misses) the release loop lets pass between releases: each maps at
+	// most a 64 kB fault-around window, so this bounds their mapping to
+	// about 4 MB however fast they come.
+	readRelease = 64
+)
+
+// dropMapped unmaps, for the process, every page of the file that reads
+// have mapped. It must run inside a read transaction, which holds off the
+// remap a growing file needs: the address and size it advises on are
+// bbolt's current map, never memory the map has since given up.
+func dropMapped(tx *bolt.Tx) error {
+	return dropPages(tx.DB().Info().Data, uintptr(tx.Size()))
+}
+
+// releaseMapped is dropMapped in a transaction of its own.
+func (db *DB) releaseMapped() error { return db.bolt.View(dropMapped) }
+
+// releaser gives mapped pages back in the background: every interval, and
+// as soon as readRelease file reads have happened since the last time.
+type releaser struct {
+	every time.Duration
+	reads atomic.Int64
+	kick  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newReleaser(every time.Duration) *releaser {
+	return &releaser{every: every, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// read notes a read of the file on a token check's path: one atomic add,
+// and a wake-up of the loop without waiting for it.
+func (r *releaser) read() {
+	if r != nil && r.reads.Add(1)%readRelease == 0 {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *releaser) loop(db *DB) {
+	defer close(r.done)
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+		_ = db.releaseMapped() // only fails on a closed database
+	}
+}
+
+func (r *releaser) close() {
+	close(r.stop)
+	<-r.done
+}
