@@ -22,9 +22,9 @@ const (
 	// which bounds what one scan maps at a time to a few MB.
 	scanRelease = 1024
 	// readRelease is how many token checks that read the file (cache
-	// misses) the release loop lets pass between releases: each maps at
-	// most a 64 kB fault-around window, so this bounds their mapping to
-	// about 4 MB however fast they come.
+	// misses) pass between releases: each maps a few 64 kB fault-around
+	// windows at most, so this bounds what they map to a few MB however
+	// fast they come, for one system call per 64 misses.
 	readRelease = 64
 )
 
@@ -39,29 +39,24 @@ func dropMapped(tx *bolt.Tx) error {
 // releaseMapped is dropMapped in a transaction of its own.
 func (db *DB) releaseMapped() error { return db.bolt.View(dropMapped) }
 
-// releaser gives mapped pages back in the background: every interval, and
-// as soon as readRelease file reads have happened since the last time.
+// releaser gives mapped pages back in the background every interval, and
+// has token checks give them back themselves every readRelease reads of the
+// file: a loop woken by them would run late behind a busy box's checks.
 type releaser struct {
 	every time.Duration
 	reads atomic.Int64
-	kick  chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 func newReleaser(every time.Duration) *releaser {
-	return &releaser{every: every, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	return &releaser{every: every, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// read notes a read of the file on a token check's path: one atomic add,
-// and a wake-up of the loop without waiting for it.
-func (r *releaser) read() {
-	if r != nil && r.reads.Add(1)%readRelease == 0 {
-		select {
-		case r.kick <- struct{}{}:
-		default:
-		}
-	}
+// due counts a read of the file on a token check's path, and says whether
+// this read is the one to release the map (inside its own transaction).
+func (r *releaser) due() bool {
+	return r != nil && r.reads.Add(1)%readRelease == 0
 }
 
 func (r *releaser) loop(db *DB) {
@@ -73,9 +68,8 @@ func (r *releaser) loop(db *DB) {
 		case <-r.stop:
 			return
 		case <-t.C:
-		case <-r.kick:
+			_ = db.releaseMapped() // only fails on a closed database
 		}
-		_ = db.releaseMapped() // only fails on a closed database
 	}
 }
 

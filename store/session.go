@@ -112,10 +112,12 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 		return s, u, nil
 	}
 	gen := db.sessions.generation()
-	db.release.read()
 	var state []byte
 	s = new(auth.Session)
 	err = db.bolt.View(func(tx *bolt.Tx) error {
+		if db.release.due() {
+			_ = dropMapped(tx)
+		}
 		v, err := sessionState(tx, h, s)
 		if err != nil {
 			return err
