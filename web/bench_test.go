@@ -55,7 +55,7 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	// As serve opens it: mapped pages given back every 10 s and every 64
+	// As serve opens it: mapped pages given back every 10 s and every 128
 	// checks that read the file.
 	db, err := store.Open(filepath.Join(b.TempDir(), "vmsauth.db"), store.Options{ReleaseEvery: 10 * time.Second})
 	if err != nil {
