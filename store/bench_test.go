@@ -22,18 +22,26 @@ import (
 
 // benchDB is a database on a real file with one client user.
 func benchDB(b *testing.B) (*DB, *auth.User) {
-	b.Helper()
-	db, err := Open(filepath.Join(b.TempDir(), "vmsauth.db"), Options{})
+	db, _, u := dbWithUser(b, Options{})
+	return db, u
+}
+
+// dbWithUser opens a database on a real file in a temporary directory and
+// makes one client user; it returns the file's path too.
+func dbWithUser(tb testing.TB, opts Options) (*DB, string, *auth.User) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "vmsauth.db")
+	db, err := Open(path, opts)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() { db.Close() })
 	now := time.Now()
 	u := &auth.User{Login: "bench", Name: "bench", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
 	if err := db.CreateUser(u); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	return db, u
+	return db, path, u
 }
 
 // newBenchSession is a live session of the user shaped like the ones the

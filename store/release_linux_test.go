@@ -3,7 +3,6 @@ package store
 import (
 	"bufio"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,17 +47,7 @@ func mappedKB(t *testing.T, path string) int {
 // user, made by 32 logins at a time.
 func releaseDB(t *testing.T, opts Options, n int) (*DB, string, *auth.User, map[string]*auth.Session) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "vmsauth.db")
-	db, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	now := time.Now()
-	u := &auth.User{Login: "alice", Name: "Alice", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateUser(u); err != nil {
-		t.Fatal(err)
-	}
+	db, path, u := dbWithUser(t, opts)
 	return db, path, u, createSessions(t, db, u.ID, n)
 }
 
