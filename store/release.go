@@ -39,6 +39,19 @@ func dropMapped(tx *bolt.Tx) error {
 	return dropPages(tx.DB().Info().Data, uintptr(tx.Size()))
 }
 
+// scan calls fn on every record of bucket, giving the map back every
+// scanRelease records, so a walk over every session never holds more than
+// a few MB of the file mapped.
+func scan(tx *bolt.Tx, bucket []byte, fn func(k, v []byte) error) error {
+	n := 0
+	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		if n++; n%scanRelease == 0 {
+			_ = dropMapped(tx)
+		}
+		return fn(k, v)
+	})
+}
+
 // releaseMapped is dropMapped in a transaction of its own.
 func (db *DB) releaseMapped() error { return db.bolt.View(dropMapped) }
 

@@ -92,11 +92,7 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 func (db *DB) collect(bucket []byte, match func(v []byte) (bool, error)) ([][]byte, error) {
 	var keys [][]byte
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		n := 0
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-			if n++; n%scanRelease == 0 {
-				_ = dropMapped(tx)
-			}
+		return scan(tx, bucket, func(k, v []byte) error {
 			ok, err := match(v)
 			if ok {
 				keys = append(keys, bytes.Clone(k))
@@ -130,11 +126,7 @@ func (db *DB) LiveSessions(now time.Time) (map[auth.API]int, error) {
 	defer db.releaseMapped()
 	counts := map[auth.API]int{}
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		n := 0
-		return tx.Bucket(bucketSessionState).ForEach(func(_, v []byte) error {
-			if n++; n%scanRelease == 0 {
-				_ = dropMapped(tx)
-			}
+		return scan(tx, bucketSessionState, func(_, v []byte) error {
 			api, expires, err := stateHead(v)
 			if err != nil {
 				return err
