@@ -1,6 +1,7 @@
 package store
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -10,8 +11,8 @@ import (
 // Why the store gives back its mapped pages: bbolt reads the file through
 // a shared read-only map, and every page a read touches stays mapped, and
 // so counted in the process's resident set, until the map is dropped.
-// Linux also maps up to 16 cached neighbours of each page touched (fault
-// around; bbolt's MADV_RANDOM does not stop it). One sweep or live count
+// Linux also maps the cached pages of the 64 kB window around each page
+// touched (fault around; bbolt's MADV_RANDOM does not stop it). One sweep or live count
 // walks every session, so a box with 100k sessions would carry tens of MB
 // of the file in its RSS for good. Dropping the map's page table entries
 // frees nothing the file needs: the pages stay in the page cache for the
@@ -59,10 +60,11 @@ func (db *DB) releaseMapped() error { return db.bolt.View(dropMapped) }
 // has token checks give them back themselves every readRelease reads of the
 // file: a loop woken by them would run late behind a busy box's checks.
 type releaser struct {
-	every time.Duration
-	reads atomic.Int64
-	stop  chan struct{}
-	done  chan struct{}
+	every   time.Duration
+	reads   atomic.Int64
+	stop    chan struct{}
+	done    chan struct{}
+	stopped sync.Once
 }
 
 func newReleaser(every time.Duration) *releaser {
@@ -89,7 +91,9 @@ func (r *releaser) loop(db *DB) {
 	}
 }
 
+// close stops the loop and waits for it; it may be called more than once,
+// and at the same time.
 func (r *releaser) close() {
-	close(r.stop)
+	r.stopped.Do(func() { close(r.stop) })
 	<-r.done
 }

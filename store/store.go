@@ -197,7 +197,6 @@ func prepare(tx *bolt.Tx) error {
 func (db *DB) Close() error {
 	if db.release != nil {
 		db.release.close()
-		db.release = nil
 	}
 	return db.bolt.Close()
 }

@@ -272,11 +272,12 @@ func randomText(n int) string { return base64.RawURLEncoding.EncodeToString(rand
 
 // memory prints serve's RSS holding the sessions in dir at each stage of a
 // working day: right after start (when the sweep has read every session's
-// state), after token checks, after a /metrics scrape (which counts every
+// state), right after token checks and 11 s later (after serve's next
+// release of mapped pages), after a /metrics scrape (which counts every
 // live session). It does so twice: first with the binary and the database
 // in the page cache, as right after fill wrote them, where the kernel maps
-// up to 16 cached neighbours of every page a process touches; then with
-// both dropped from the cache, as after the box boots.
+// the cached pages of the 64 kB window around every page a process
+// touches; then with both dropped from the cache, as after the box boots.
 func memory(bin, dir string, tokens []string) error {
 	if fi, err := os.Stat(filepath.Join(dir, "vmsauth.db")); err == nil {
 		fmt.Printf("- database file: %d bytes (%.1f MB)\n", fi.Size(), float64(fi.Size())/1e6)
