@@ -199,7 +199,8 @@ type Store interface {
 	// DeleteSession ends a session by public id, or ErrSessionNotFound.
 	DeleteSession(id string) error
 	// TouchSession records activity; a missing session is not an error, as it
-	// may have been ended meanwhile.
+	// may have been ended meanwhile. The store may write it shortly after it
+	// returns, but every read of the session must see it at once.
 	TouchSession(h TokenHash, lastSeen, expiresAt time.Time, ip string) error
 
 	// Refresh returns the refresh token with hash h, or ErrTokenInvalid.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -28,7 +27,7 @@ func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
 	var ended []auth.TokenHash
 	err := db.bolt.Batch(func(tx *bolt.Tx) error {
 		ended = ended[:0]
-		return createSession(tx, s, opt, &ended)
+		return createSession(tx, s, opt, db.touches, &ended)
 	})
 	db.sessions.forget(ended...)
 	return err
@@ -36,8 +35,8 @@ func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
 
 // createSession is CreateSession's transaction. It changes nothing but tx
 // and ended, where it adds the sessions it deletes, so that running it again
-// after a rollback is safe.
-func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *[]auth.TokenHash) error {
+// after a rollback is safe. Activity not yet written counts (see touches).
+func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *touches, ended *[]auth.TokenHash) error {
 	// Every check and write is in this one transaction, and bbolt runs one
 	// writer at a time: concurrent logins cannot both take the last place.
 	if tx.Bucket(bucketUsers).Get(itob(s.UserID)) == nil {
@@ -57,7 +56,7 @@ func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *
 		*ended = append(*ended, old.TokenHash)
 	}
 	if opt.Limit > 0 {
-		if err := checkLimit(tx, s, opt, ended); err != nil {
+		if err := checkLimit(tx, s, opt, pending, ended); err != nil {
 			return err
 		}
 	}
@@ -76,11 +75,12 @@ func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *
 // checkLimit returns *SessionLimitError if the user already holds opt.Limit
 // live sessions of s's API. Returning it rolls the whole transaction back,
 // including a replaced session's deletion.
-func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *[]auth.TokenHash) error {
+func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *touches, ended *[]auth.TokenHash) error {
 	sessions, err := userSessions(tx, s.UserID)
 	if err != nil {
 		return err
 	}
+	pending.applyInWrite(sessions...)
 	var live []*auth.Session
 	for _, old := range sessions {
 		switch {
@@ -107,7 +107,22 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, ended *[]a
 // and without its device description; see auth.Store. Sessions checked
 // lately come from memory (see sessionCache); others cost one state record
 // and the user, decoded only when it changed since a check last needed it.
-func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, err error) {
+// Activity not yet written is put on top (see touches).
+func (db *DB) SessionByHash(h auth.TokenHash) (*auth.Session, *auth.User, error) {
+	for {
+		gen := db.touches.generation()
+		s, u, err := db.storedSession(h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if db.touches.apply(gen, s) {
+			return s, u, nil
+		}
+	}
+}
+
+// storedSession is SessionByHash without the waiting activity.
+func (db *DB) storedSession(h auth.TokenHash) (s *auth.Session, u *auth.User, err error) {
 	if s, u, ok := db.sessions.get(h); ok {
 		return s, u, nil
 	}
@@ -138,20 +153,30 @@ func (db *DB) SessionByHash(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 
 // Session returns a session by public id, or ErrSessionNotFound.
 func (db *DB) Session(id string) (s *auth.Session, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
-		s, err = session(tx, id)
-		return err
-	})
-	return s, err
+	for {
+		gen := db.touches.generation()
+		err = db.bolt.View(func(tx *bolt.Tx) error {
+			s, err = session(tx, id)
+			return err
+		})
+		if err != nil || db.touches.apply(gen, s) {
+			return s, err
+		}
+	}
 }
 
 // UserSessions returns the user's sessions, live or not, oldest first.
 func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
-		sessions, err = userSessions(tx, userID)
-		return err
-	})
-	return sessions, err
+	for {
+		gen := db.touches.generation()
+		err = db.bolt.View(func(tx *bolt.Tx) error {
+			sessions, err = userSessions(tx, userID)
+			return err
+		})
+		if err != nil || db.touches.apply(gen, sessions...) {
+			return sessions, err
+		}
+	}
 }
 
 // DeleteSession ends a session by public id, or returns ErrSessionNotFound.
@@ -167,31 +192,6 @@ func (db *DB) DeleteSession(id string) error {
 	})
 	db.sessions.forget(h)
 	return err
-}
-
-// TouchSession records activity; a missing session is not an error. Checks
-// that touch at the same moment share a commit, as logins do.
-func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
-	defer db.sessions.forget(h)
-	return db.bolt.Batch(func(tx *bolt.Tx) error {
-		var s auth.Session
-		_, err := sessionState(tx, h, &s)
-		if errors.Is(err, auth.ErrSessionNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		s.LastSeen, s.ExpiresAt = lastSeen, expiresAt
-		if ip != "" {
-			s.IP = ip
-		}
-		state, err := encodeState(&s)
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketSessionState).Put(h[:], state)
-	})
 }
 
 // Refresh returns the refresh token with hash h, or ErrTokenInvalid.

@@ -90,6 +90,7 @@ type DB struct {
 	sessions sessionCache
 
 	release *releaser // nil without ReleaseEvery
+	touches *touches
 }
 
 var _ auth.Store = (*DB)(nil)
@@ -133,7 +134,8 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = b.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
-	db := &DB{bolt: b, path: path}
+	db := &DB{bolt: b, path: path, touches: newTouches()}
+	go db.touches.loop(db)
 	if opts.ReleaseEvery > 0 {
 		db.release = newReleaser(opts.ReleaseEvery)
 		go db.release.loop(db)
@@ -195,10 +197,12 @@ func prepare(tx *bolt.Tx) error {
 
 // Close releases the file.
 func (db *DB) Close() error {
+	db.touches.close()
+	flushed := db.flushTouches()
 	if db.release != nil {
 		db.release.close()
 	}
-	return db.bolt.Close()
+	return errors.Join(flushed, db.bolt.Close())
 }
 
 // Path is the file the database was opened from.
