@@ -130,3 +130,35 @@ func BenchmarkCreateSession(b *testing.B) {
 		b.ReportMetric(float64(own.Microseconds())/1000/float64(b.N), "commit-ms/op")
 	})
 }
+
+// createSessions stores n client sessions of the user from 32 goroutines
+// at a time, as parallel logins would, and returns them by id.
+func createSessions(t *testing.T, db *DB, userID int64, n int) map[string]*auth.Session {
+	t.Helper()
+	var (
+		mu      sync.Mutex
+		made    = map[string]*auth.Session{}
+		next    atomic.Int64
+		wg      sync.WaitGroup
+		failure atomic.Value
+	)
+	for range 32 {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) {
+				s := newBenchSession(userID)
+				if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
+					failure.Store(err)
+					return
+				}
+				mu.Lock()
+				made[s.ID] = s
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failure.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	return made
+}

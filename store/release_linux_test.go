@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,36 +54,6 @@ func releaseDB(t *testing.T, opts Options, n int) (*DB, string, *auth.User, map[
 	t.Helper()
 	db, path, u := dbWithUser(t, opts)
 	return db, path, u, createSessions(t, db, u.ID, n)
-}
-
-func createSessions(t *testing.T, db *DB, userID int64, n int) map[string]*auth.Session {
-	t.Helper()
-	var (
-		mu      sync.Mutex
-		made    = map[string]*auth.Session{}
-		next    atomic.Int64
-		wg      sync.WaitGroup
-		failure atomic.Value
-	)
-	for range 32 {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				s := newBenchSession(userID)
-				if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
-					failure.Store(err)
-					return
-				}
-				mu.Lock()
-				made[s.ID] = s
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if err, _ := failure.Load().(error); err != nil {
-		t.Fatal(err)
-	}
-	return made
 }
 
 // wantAll reads every session of the user from the file (session lists are

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -91,6 +92,9 @@ type DB struct {
 
 	release *releaser // nil without ReleaseEvery
 	touches *touches
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ auth.Store = (*DB)(nil)
@@ -195,14 +199,18 @@ func prepare(tx *bolt.Tx) error {
 	return nil
 }
 
-// Close releases the file.
+// Close writes the activity still waiting and releases the file. Every call
+// after the first, or at the same time, waits for it and returns its result.
 func (db *DB) Close() error {
-	db.touches.close()
-	flushed := db.flushTouches()
-	if db.release != nil {
-		db.release.close()
-	}
-	return errors.Join(flushed, db.bolt.Close())
+	db.closeOnce.Do(func() {
+		db.touches.close()
+		flushed := db.flushTouches()
+		if db.release != nil {
+			db.release.close()
+		}
+		db.closeErr = errors.Join(flushed, db.bolt.Close())
+	})
+	return db.closeErr
 }
 
 // Path is the file the database was opened from.

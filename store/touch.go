@@ -48,6 +48,7 @@ type touches struct {
 	mu      sync.RWMutex
 	gen     uint64
 	pending map[auth.TokenHash]touch
+	closed  bool // no more noting: Close has taken, or is taking, the last flush
 
 	kick    chan struct{}
 	stop    chan struct{}
@@ -65,11 +66,12 @@ func newTouches() *touches {
 }
 
 // note adds a touch of h, merged with one already waiting. It returns false
-// when the queue is full and h is not in it: the caller writes it itself.
+// when the queue is full and h is not in it, or closed: the caller writes it
+// itself.
 func (t *touches) note(h auth.TokenHash, n touch) bool {
 	t.mu.Lock()
 	old, waiting := t.pending[h]
-	if !waiting && len(t.pending) >= maxPendingTouches {
+	if t.closed || !waiting && len(t.pending) >= maxPendingTouches {
 		t.mu.Unlock()
 		return false
 	}
@@ -178,8 +180,17 @@ func (t *touches) loop(db *DB) {
 	}
 }
 
-// close stops the loop and waits for it; it may run more than once.
+// close stops noting and the loop, and waits for the loop: what waits then
+// is all there will be for the last flush. It may run more than once.
 func (t *touches) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.stopLoop()
+}
+
+// stopLoop stops the loop and waits for it; touches can still be noted.
+func (t *touches) stopLoop() {
 	t.stopped.Do(func() { close(t.stop) })
 	<-t.done
 }

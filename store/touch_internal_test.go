@@ -69,7 +69,7 @@ func TestTouchQueueFull(t *testing.T) {
 	if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	db.touches.close() // no flushes from here on
+	db.touches.stopLoop() // no flushes from here on
 	for i := range maxPendingTouches {
 		if err := db.TouchSession(auth.TokenHash{0xee, byte(i), byte(i >> 8)}, now, now, ""); err != nil {
 			t.Fatal(err)
@@ -150,22 +150,18 @@ func TestTouchesFlushInBackground(t *testing.T) {
 	}
 }
 
-// TestTouchesUnderLoad: goroutines each touch and read their own sessions
-// while flushes run (every touchFlushAt touches and every second); every
+// TestTouchesUnderLoad: goroutines each touch and read their own sessions,
+// more of them than touchFlushAt, so flushes run among the reads; every
 // read sees the reader's last touch, and after Close and a reopen the file
 // holds each session's last touch.
 func TestTouchesUnderLoad(t *testing.T) {
 	db, path, u := dbWithUser(t, Options{})
-	const workers, each, rounds = 8, 40, 60
+	const workers, each, rounds = 8, touchFlushAt / 4, 12
 	var all [workers][]*auth.Session
-	for w := range workers {
-		for range each {
-			s := newBenchSession(u.ID)
-			if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			all[w] = append(all[w], s)
-		}
+	i := 0
+	for _, s := range createSessions(t, db, u.ID, workers*each) {
+		all[i%workers] = append(all[i%workers], s)
+		i++
 	}
 	base := time.Now().UTC().Truncate(time.Second)
 	seenAt := func(round int) time.Time { return base.Add(time.Duration(round) * time.Minute) }
@@ -203,6 +199,9 @@ func TestTouchesUnderLoad(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	if db.touches.generation() == 0 {
+		t.Fatal("no flush ran among the reads; the test shows nothing of their race")
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -218,5 +217,42 @@ func TestTouchesUnderLoad(t *testing.T) {
 				t.Fatalf("after a reopen: %+v, %v; want last seen %v", got, err, seenAt(rounds-1))
 			}
 		}
+	}
+}
+
+// TestTouchesAndClose: Closes at the same time all write what waits and
+// succeed; a touch after Close fails rather than vanish.
+func TestTouchesAndClose(t *testing.T) {
+	db, path, u := dbWithUser(t, Options{})
+	s := newBenchSession(u.ID)
+	if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	seen := s.LastSeen.Add(time.Minute).UTC()
+	if err := db.TouchSession(s.TokenHash, seen, seen.Add(time.Hour), ""); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := db.Close(); err != nil {
+				t.Errorf("Close at the same time as another: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := db.TouchSession(s.TokenHash, seen.Add(time.Minute), seen.Add(time.Hour), ""); err == nil {
+		t.Error("a touch after Close was taken")
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("Close again: %v", err)
+	}
+	again, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if got, err := again.Session(s.ID); err != nil || !got.LastSeen.Equal(seen) {
+		t.Fatalf("after Close: %+v, %v; want last seen %v", got, err, seen)
 	}
 }
