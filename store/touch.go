@@ -206,17 +206,20 @@ func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip s
 	return db.writeTouches(map[auth.TokenHash]touch{h: n})
 }
 
-// flushTouches writes every waiting touch in one transaction.
+// flushTouches writes every waiting touch in one transaction. A flush
+// reads as many pages as a thousand cache misses, so like a scan it gives
+// the map back after (see release.go).
 func (db *DB) flushTouches() error {
 	batch := db.touches.snapshot()
 	if batch == nil {
 		return nil
 	}
-	if err := db.writeTouches(batch); err != nil {
-		return err
+	err := db.writeTouches(batch)
+	if err == nil {
+		db.touches.written(batch)
 	}
-	db.touches.written(batch)
-	return nil
+	_ = db.releaseMapped()
+	return err
 }
 
 // writeTouches writes batch, skipping sessions that have ended meanwhile,
