@@ -25,7 +25,7 @@ const (
 	// readRelease is how many token checks that read the file (cache
 	// misses) pass between releases. Each maps a 64 kB fault-around window
 	// or two, so this bounds what they map to about 8 MB however fast they
-	// come (at most 5 MB measured with 100k sessions). Releasing every 64
+	// come (up to 7.6 MB measured with 100k sessions). Releasing every 64
 	// misses made checks that all miss about 20% slower, every 128 about
 	// 10%: they map their leaf page again, and each release interrupts the
 	// other cores to flush their TLBs.
