@@ -108,11 +108,11 @@ func TestTouchQueueFull(t *testing.T) {
 	}
 }
 
-// TestTouchesFlushInBackground: a touch reaches the file within a flush
-// interval or so, without Close: a backup, which copies the file's
-// committed state, shows it.
-func TestTouchesFlushInBackground(t *testing.T) {
-	db, _, u := dbWithUser(t, Options{})
+// touchedSession is a database with one session, touched a minute after
+// it began (the touch waiting to be written), and the time of the touch.
+func touchedSession(t *testing.T) (*DB, string, *auth.Session, time.Time) {
+	t.Helper()
+	db, path, u := dbWithUser(t, Options{})
 	s := newBenchSession(u.ID)
 	if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -121,6 +121,14 @@ func TestTouchesFlushInBackground(t *testing.T) {
 	if err := db.TouchSession(s.TokenHash, seen, seen.Add(time.Hour), ""); err != nil {
 		t.Fatal(err)
 	}
+	return db, path, s, seen
+}
+
+// TestTouchesFlushInBackground: a touch reaches the file within a flush
+// interval or so, without Close: a backup, which copies the file's
+// committed state, shows it.
+func TestTouchesFlushInBackground(t *testing.T) {
+	db, _, s, seen := touchedSession(t)
 	deadline := time.Now().Add(10 * touchFlushEvery)
 	for {
 		var copyOf bytes.Buffer
@@ -223,15 +231,7 @@ func TestTouchesUnderLoad(t *testing.T) {
 // TestTouchesAndClose: Closes at the same time all write what waits and
 // succeed; a touch after Close fails rather than vanish.
 func TestTouchesAndClose(t *testing.T) {
-	db, path, u := dbWithUser(t, Options{})
-	s := newBenchSession(u.ID)
-	if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	seen := s.LastSeen.Add(time.Minute).UTC()
-	if err := db.TouchSession(s.TokenHash, seen, seen.Add(time.Hour), ""); err != nil {
-		t.Fatal(err)
-	}
+	db, path, s, seen := touchedSession(t)
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Go(func() {
