@@ -72,9 +72,9 @@ type Options struct {
 	ReadOnly bool
 	// ReleaseEvery, when set, is how often the pages of the file that reads
 	// have mapped are given back (see release.go), so a long-running
-	// process's resident set does not grow with the file; token checks
-	// that read the file bring the next release forward. Full scans give
-	// theirs back as they go, whatever this is.
+	// process's resident set does not grow with the file; with it, token
+	// checks that read the file also give them back every readRelease.
+	// Full scans and activity flushes give theirs back, whatever this is.
 	ReleaseEvery time.Duration
 }
 
