@@ -12,9 +12,9 @@ import (
 // a shared read-only map, and every page a read touches stays mapped, and
 // so counted in the process's resident set, until the map is dropped.
 // Linux also maps the cached pages of the 64 kB window around each page
-// touched (fault around; bbolt's MADV_RANDOM does not stop it). One sweep or live count
-// walks every session, so a box with 100k sessions would carry tens of MB
-// of the file in its RSS for good. Dropping the map's page table entries
+// touched (fault around; bbolt's MADV_RANDOM does not stop it). One sweep
+// or live count walks every session, so a box with 100k sessions would
+// carry tens of MB of the file in its RSS for good. Dropping the map's page table entries
 // frees nothing the file needs: the pages stay in the page cache for the
 // kernel to keep or reclaim, and the next read faults them back in.
 
