@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command measure reports the figures of the README's Performance section
 // that benchmarks cannot give: the size of the release binaries, how long
 // `vmsauth serve` takes from its start to its first answered request, and
