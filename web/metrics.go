@@ -60,7 +60,7 @@ const liveSessionsEvery = 30 * time.Second
 // latencyBuckets are the upper bounds, in seconds, of the request latency
 // histogram: a Prometheus histogram rather than a summary (or the client's
 // own vmrange histogram), so that the buckets of many boxes add up. Token
-// checks answer in tens of microseconds and bcrypt logins in 50 to 500 ms
+// checks answer in well under a millisecond and bcrypt logins in 50 to 500 ms
 // (more on a slow ARM box or behind a queue of logins); the buckets part
 // both ranges finely and leave the rest coarse, to keep the series few.
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
