@@ -56,8 +56,8 @@ func integrationError(c *gin.Context, status, code int) {
 
 func (s *server) integrationRoutes(r *gin.Engine) {
 	g := r.Group("/v1")
-	g.POST("/login_check", s.integrationLogin)
-	g.POST("/token/refresh", s.integrationRefresh)
+	g.POST("/login_check", noStore, s.integrationLogin)
+	g.POST("/token/refresh", noStore, s.integrationRefresh)
 	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)
 }
 

@@ -37,6 +37,8 @@ var messages = map[string][2]string{ // [en, ru]
 	"not_found":       {"Not found.", "Не найдено."},
 	"method":          {"The :method method is not supported for this route. Supported methods: :allowed.", "Метод :method не поддерживается для этого адреса. Поддерживаются: :allowed."},
 	"bad_api":         {"The api parameter must be client, admin or integration.", "Параметр api должен быть client, admin или integration."},
+	"bad_permission":  {"The permission parameter must name one permission, once.", "Параметр permission должен называть одно право, один раз."},
+	"bad_query":       {"The query string is malformed.", "Строка запроса некорректна."},
 	"too_many":        {"Too Many Attempts.", "Слишком много попыток."},
 	"captcha_wrong":   {"The captcha is incorrect.", "Неверно введена капча."},
 	"too_large":       {"The request body is too large.", "Тело запроса слишком велико."},
