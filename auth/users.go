@@ -52,8 +52,8 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
 	if hash != "" {
 		if n.Password != "" {
 			v.Add("password", "prohibited", "")
-		} else if !ValidHash(hash) {
-			v.Add("password_hash", "bcrypt", "")
+		} else {
+			checkImportedHash(&v, "password_hash", hash)
 		}
 	} else {
 		checkPasswordRules(&v, "password", n.Password)
@@ -109,7 +109,7 @@ func (s *Service) Bootstrap(ctx context.Context, login, password string) (bool, 
 func (s *Service) User(id int64) (*User, error) { return s.store.User(id) }
 
 // UserByLogin returns a user by login, or ErrUserNotFound.
-func (s *Service) UserByLogin(login string) (*User, error) { return s.store.UserByLogin(login) }
+func (s *Service) UserByLogin(login string) (*User, error) { return s.findLogin(login) }
 
 // Users returns every user, ordered by id.
 func (s *Service) Users() ([]*User, error) { return s.store.Users() }
@@ -126,7 +126,7 @@ func (s *Service) SetPassword(ctx context.Context, id int64, password string) (*
 	if err != nil {
 		return nil, err
 	}
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
 		u.PasswordHash = hash
 		u.UpdatedAt = s.Now()
 		return true, nil
@@ -135,7 +135,7 @@ func (s *Service) SetPassword(ctx context.Context, id int64, password string) (*
 
 // SetDisabled disables or enables an account; disabling ends its sessions.
 func (s *Service) SetDisabled(id int64, disabled bool) (*User, error) {
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
 		u.Disabled = disabled
 		u.UpdatedAt = s.Now()
 		return disabled, nil
@@ -149,7 +149,7 @@ func (s *Service) Grant(id int64, names []string) (*User, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
 		u.Permissions = sortedPermissions(append(u.Permissions, names...))
 		u.UpdatedAt = s.Now()
 		return false, nil
@@ -158,7 +158,7 @@ func (s *Service) Grant(id int64, names []string) (*User, error) {
 
 // Revoke removes permissions from a user.
 func (s *Service) Revoke(id int64, names []string) (*User, error) {
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
 		u.Permissions = slices.DeleteFunc(u.Permissions, func(p string) bool { return slices.Contains(names, p) })
 		u.UpdatedAt = s.Now()
 		return false, nil
@@ -291,7 +291,7 @@ func (s *Service) UpdateUser(actor *User, id int64, p UserPatch) (*User, error) 
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
 		if p.Name != nil {
 			u.Name = *p.Name
 		}

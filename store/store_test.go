@@ -191,22 +191,22 @@ func TestUsers(t *testing.T) {
 		_, err = db.UserByLogin("nobody")
 		wantErr(t, err, auth.ErrUserNotFound)
 		wantErr(t, db.DeleteUser(1), auth.ErrUserNotFound)
-		_, err = db.UpdateUser(1, func(*auth.User) (bool, error) { return false, nil })
+		_, err = db.UpdateUser(1, func(*auth.User) ([]auth.API, error) { return nil, nil })
 		wantErr(t, err, auth.ErrUserNotFound)
 	})
 }
 
 func TestUpdateUser(t *testing.T) {
-	rename := func(login string) func(*auth.User) (bool, error) {
-		return func(u *auth.User) (bool, error) { u.Login = login; return false, nil }
+	rename := func(login string) func(*auth.User) ([]auth.API, error) {
+		return func(u *auth.User) ([]auth.API, error) { u.Login = login; return nil, nil }
 	}
 	t.Run("OK", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
-		got, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		got, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Name = "Alice Liddell"
 			u.ID = 42 // ignored: the id is the record's identity
-			return false, nil
+			return nil, nil
 		})
 		if err != nil || got.Name != "Alice Liddell" || got.ID != alice.ID {
 			t.Fatalf("UpdateUser = %+v, %v", got, err)
@@ -259,9 +259,9 @@ func TestUpdateUser(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		boom := errors.New("boom")
-		_, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		_, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Login = "changed"
-			return true, boom
+			return auth.AllAPIs, boom
 		})
 		wantErr(t, err, boom)
 		if u, _ := db.User(alice.ID); !reflect.DeepEqual(u, alice) {
@@ -276,9 +276,9 @@ func TestUpdateUser(t *testing.T) {
 		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		_, r := newFamily(t, db, alice.ID)
 		keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
-		if _, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		if _, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.PasswordHash = "new"
-			return true, nil
+			return auth.AllAPIs, nil
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -502,9 +502,9 @@ func TestSessionByHash(t *testing.T) {
 		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, alice) {
 			t.Fatalf("a caller's change to its user reached the next check: %+v", again)
 		}
-		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Permissions = []string{"users.view"}
-			return false, nil
+			return nil, nil
 		})
 		if err != nil {
 			t.Fatal(err)
