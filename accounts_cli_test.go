@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -41,5 +42,31 @@ func TestUserAddImportedHashCost(t *testing.T) {
 	}
 	if code, out, errOut := cli(t, getenv, "", "user", "add", "--login", "imported", "--password-hash", string(ok)); code != 0 {
 		t.Fatalf("a cost-8 import: exit %d: %s%s", code, out, errOut)
+	}
+}
+
+// The CLI applies the login rules too, and says why it refuses a login.
+func TestUserAddLoginRules(t *testing.T) {
+	getenv := envOf("VMSAUTH_DATA", t.TempDir(), "VMSAUTH_BCRYPT_COST", "4")
+	if code, out, errOut := cli(t, getenv, "", "user", "add", "--login", "admin"); code != 0 {
+		t.Fatalf("user add admin: exit %d: %s%s", code, out, errOut)
+	}
+	tests := []struct{ name, login, stderr string }{
+		{"ErrZeroWidthSpace", "ad\u200bmin", "vmsauth: The login may contain only letters, digits and @ . _ - + (no spaces, invisible or control characters, no accents on their own).\n"},
+		{"ErrCyrillicA", "\u0430dmin", "vmsauth: The login must use letters of one script only (all Latin, or all Cyrillic...).\n"},
+		{"ErrFullWidth", "ａｄｍｉｎ", "vmsauth: The login has already been taken.\n"},
+		{"ErrDotlessI", "adm\u0131n", "vmsauth: The login looks like an existing login.\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := cli(t, getenv, "", "user", "add", "--login", tc.login)
+			if code != 1 || errOut != tc.stderr {
+				t.Fatalf("exit %d, stderr %q, stdout %q; want 1 and %q", code, errOut, out, tc.stderr)
+			}
+		})
+	}
+	// Lookup prepares the login too.
+	if code, out, errOut := cli(t, getenv, "", "user", "show", "ＡＤＭＩＮ"); code != 0 || !regexp.MustCompile(`(?m)^login +admin$`).MatchString(out) {
+		t.Fatalf("user show ＡＤＭＩＮ: exit %d: %s%s", code, out, errOut)
 	}
 }
