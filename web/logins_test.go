@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/web"
 )
 
 // Issue 12, "Logins are what they look like": each of these was accepted
@@ -125,4 +126,21 @@ func TestNameBidiControls(t *testing.T) {
 	if u, _ := e.Svc.User(alice.ID); u.Name != alice.Name {
 		t.Fatalf("name changed to %q", u.Name)
 	}
+}
+
+// Width and case variants of a login find the same user, so they count
+// against the same throttle: otherwise each variant would buy 10 more
+// guesses at one password.
+func TestLoginVariantsShareThrottle(t *testing.T) {
+	e := newEnv(t, func(a *auth.Config, w *web.Options) {
+		w.Throttle = auth.NewThrottle(auth.ThrottleConfig{IPLimit: 1000, LoginLimit: 10, Now: a.Now})
+	})
+	e.addUser("alice", allAPIs)
+	variants := []string{"ALICE", "ａｌｉｃｅ", "ＡＬＩＣＥ", "Alice", "ａlice", "aｌice", "alｉce", "aliｃe", "alicｅ", "ＡＬＩＣe"}
+	for _, v := range variants {
+		r := e.do("POST", "/api/admin/v1/auth/token", map[string]any{"login": v, "password": "wrong-password"})
+		wantStatus(t, r, http.StatusUnprocessableEntity)
+	}
+	r := e.do("POST", "/api/admin/v1/auth/token", map[string]any{"login": "alice", "password": "password1"})
+	wantStatus(t, r, http.StatusTooManyRequests)
 }
