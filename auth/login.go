@@ -37,9 +37,9 @@ import (
 // hold: enough for e-mail addresses and the usual separators.
 const loginSymbols = "@._-+"
 
-// PrepareLogin returns the stored form of a typed login (step 1 above),
+// prepareLogin returns the stored form of a typed login (step 1 above),
 // or an error if PRECIS refuses it.
-func PrepareLogin(login string) (string, error) {
+func prepareLogin(login string) (string, error) {
 	return precis.UsernameCaseMapped.String(login)
 }
 
@@ -51,7 +51,7 @@ func (s *Service) findLogin(login string) (*User, error) {
 	if !errors.Is(err, ErrUserNotFound) {
 		return u, err
 	}
-	p, perr := PrepareLogin(login)
+	p, perr := prepareLogin(login)
 	if perr != nil || p == strings.ToLower(login) {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func checkNewLogin(v *ValidationError, login string) string {
 		v.Add("login", "string", "")
 		return login
 	}
-	p, err := PrepareLogin(login)
+	p, err := prepareLogin(login)
 	switch {
 	case err != nil:
 		v.Add("login", "login_chars", "")

@@ -215,14 +215,14 @@ type Attempt struct {
 }
 
 // throttleKey is the key a login's failures are counted under: its
-// prepared form (see PrepareLogin), which lookup also finds the user by, so
+// prepared form (see prepareLogin), which lookup also finds the user by, so
 // that "ａｌｉｃｅ" and "ALICE" count against the same account as
 // "alice". A login PRECIS refuses finds no user by its prepared form, and
 // is counted by its lower case. Strings longer than any login are not
 // prepared: they cannot name one.
 func throttleKey(login string) string {
 	if len(login) <= 4*maxLoginLen {
-		if p, err := PrepareLogin(login); err == nil {
+		if p, err := prepareLogin(login); err == nil {
 			return p
 		}
 	}
