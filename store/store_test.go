@@ -269,6 +269,28 @@ func TestUpdateUser(t *testing.T) {
 		}
 		wantSessions(t, db, alice.ID, s)
 	})
+	t.Run("EndSomeAPIs", func(t *testing.T) {
+		db := newDB(t)
+		alice := createUser(t, db, "alice")
+		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(time.Second)), auth.CreateOptions{})
+		integ, r := newFamily(t, db, alice.ID)
+		end := func(apis ...auth.API) {
+			t.Helper()
+			if _, err := db.UpdateUser(alice.ID, func(*auth.User) ([]auth.API, error) { return apis, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end(auth.APIClient)
+		wantSessions(t, db, alice.ID, integ, admin)
+		if _, err := db.Refresh(r.Hash); err != nil {
+			t.Fatalf("ending client sessions ended a refresh token: %v", err)
+		}
+		end(auth.APIIntegration)
+		wantSessions(t, db, alice.ID, admin)
+		_, err := db.Refresh(r.Hash)
+		wantErr(t, err, auth.ErrTokenInvalid)
+	})
 	t.Run("EndSessions", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
@@ -550,6 +572,27 @@ func TestDeleteSession(t *testing.T) {
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
 		db := newDB(t)
 		wantErr(t, db.DeleteSession("nonesuch"), auth.ErrSessionNotFound)
+	})
+	t.Run("Chain", func(t *testing.T) {
+		// An integration session ends with its family: the other sessions
+		// of the chain and its refresh tokens. Another family stays.
+		db := newDB(t)
+		alice := createUser(t, db, "alice")
+		s, r := newFamily(t, db, alice.ID)
+		sibling := newSession(t, alice.ID, auth.APIIntegration, now.Add(time.Second))
+		sibling.Family = s.Family
+		createSession(t, db, sibling, auth.CreateOptions{})
+		other, otherR := newFamily(t, db, alice.ID)
+		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(2*time.Second)), auth.CreateOptions{})
+		if err := db.DeleteSession(sibling.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantSessions(t, db, alice.ID, other, client)
+		_, err := db.Refresh(r.Hash)
+		wantErr(t, err, auth.ErrTokenInvalid)
+		if _, err := db.Refresh(otherR.Hash); err != nil {
+			t.Fatalf("the other chain's refresh token: %v", err)
+		}
 	})
 }
 
