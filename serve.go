@@ -57,11 +57,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer runtime.GOMAXPROCS(workers)
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
+	acfg.Logger = log
 	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	// Rehashes that logins started finish before the database closes.
+	defer svc.Wait()
 
 	if err := bootstrapAdmin(ctx, svc, cfg.Data, getenv, stdout); err != nil {
 		return fmt.Errorf("creating the first admin: %w", err)

@@ -41,6 +41,7 @@ func newService(t *testing.T, cost int) (*auth.Service, *store.DB, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(svc.Wait) // rehashes end before the database closes
 	return svc, db, clk
 }
 
@@ -135,7 +136,7 @@ func TestDefaultCostLogin(t *testing.T) {
 
 func TestImportedHashes(t *testing.T) {
 	svc, _, _ := newService(t, bcrypt.MinCost)
-	h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.MinCost)
+	h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), auth.MinImportCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +182,8 @@ func TestCreateUserValidation(t *testing.T) {
 		{"LoginTakenAnyCase", auth.NewUser{Login: "TAKEN", Password: "password1"}, "login", "unique"},
 		{"LoginWithSpace", auth.NewUser{Login: "a b", Password: "password1"}, "login", "login_chars"},
 		{"PasswordRequired", auth.NewUser{Login: "p0"}, "password", "required"},
-		{"Password7Bytes", auth.NewUser{Login: "p1", Password: "1234567"}, "password", "min"},
-		{"Password73Bytes", auth.NewUser{Login: "p2", Password: strings.Repeat("x", 73)}, "password", "max"},
+		{"Password7Bytes", auth.NewUser{Login: "p1", Password: "1234567"}, "password", "min_bytes"},
+		{"Password73Bytes", auth.NewUser{Login: "p2", Password: strings.Repeat("x", 73)}, "password", "max_bytes"},
 		{"UnknownAPI", auth.NewUser{Login: "p3", Password: "password1", APIs: []auth.API{"ftp"}}, "apis", "in"},
 		{"UnknownPermission", auth.NewUser{Login: "p4", Password: "password1", Permissions: []string{"fly"}}, "permissions", "permission"},
 		{"NegativeLimit", auth.NewUser{Login: "p5", Password: "password1", SessionsLimit: -1}, "sessions_limit", "min_value"},

@@ -11,7 +11,7 @@ import (
 
 func (s *server) adminRoutes(r *gin.Engine) {
 	g := r.Group("/api/admin/v1")
-	g.POST("/auth/token", s.adminLogin)
+	g.POST("/auth/token", noStore, s.adminLogin)
 	authed := g.Group("", s.requireToken(auth.APIAdmin))
 	authed.GET("/auth/user", s.adminSelf)
 	authed.POST("/auth/logout", s.logout)

@@ -22,7 +22,7 @@ const onlineWithin = 5 * time.Minute
 
 func (s *server) clientRoutes(r *gin.Engine) {
 	g := r.Group("/api/v1")
-	g.POST("/token", s.clientLogin)
+	g.POST("/token", noStore, s.clientLogin)
 	authed := g.Group("", s.requireToken(auth.APIClient))
 	authed.GET("/users/self", s.clientSelf)
 	authed.POST("/logout", s.logout)

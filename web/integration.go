@@ -56,9 +56,10 @@ func integrationError(c *gin.Context, status, code int) {
 
 func (s *server) integrationRoutes(r *gin.Engine) {
 	g := r.Group("/v1")
-	g.POST("/login_check", s.integrationLogin)
-	g.POST("/token/refresh", s.integrationRefresh)
+	g.POST("/login_check", noStore, s.integrationLogin)
+	g.POST("/token/refresh", noStore, s.integrationRefresh)
 	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)
+	g.POST("/logout", s.requireToken(auth.APIIntegration), s.integrationLogout)
 }
 
 // integrationBody reads the capped body; too large is answered here.
@@ -183,6 +184,17 @@ func (s *server) integrationTokenError(c *gin.Context, err error) {
 	default:
 		s.internalError(c, err)
 	}
+}
+
+// integrationLogout ends the bearer token's session and, with it, its
+// whole refresh chain (see auth.Service.Logout). It reads no body.
+func (s *server) integrationLogout(c *gin.Context) {
+	sess, _ := current(c)
+	if err := s.svc.Logout(sess); err != nil {
+		s.internalError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
 // integrationMe lets an integration check its token.

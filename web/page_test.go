@@ -474,7 +474,7 @@ func TestPageBrowser(t *testing.T) {
 			typeInto("#pw-new", "short"),
 			typeInto("#pw-confirm", "short"),
 			click("#pw-submit"),
-			waitText("#pw-password-error", "The password must be at least 8 characters."),
+			waitText("#pw-password-error", "The password must be at least 8 bytes long."),
 		)
 		p.step("password-set",
 			typeInto("#pw-new", "new-secret-42"),

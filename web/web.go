@@ -179,6 +179,16 @@ func limitBody(n int64) gin.HandlerFunc {
 	}
 }
 
+// noStore keeps the answers of the endpoints that hand out tokens out of
+// every cache, browser or proxy (RFC 6749 §5.1). It is set before the
+// handler runs so that every answer of the endpoint carries it, errors
+// included: a 419 carries a captcha grace key.
+func noStore(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
 // errBodyTooLarge marks a body over the limit.
 var errBodyTooLarge = errors.New("request body too large")
 
