@@ -84,7 +84,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 // "password1".
 func (e *env) addUser(login string, apis []auth.API, perms ...string) *auth.User {
 	e.t.Helper()
-	u, err := e.Svc.CreateUser(context.Background(), auth.NewUser{
+	u, err := e.Svc.CreateUser(context.Background(), auth.Root, auth.NewUser{
 		Login: login, Password: "password1", APIs: apis, Permissions: perms,
 	})
 	if err != nil {

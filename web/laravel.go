@@ -68,6 +68,10 @@ var messages = map[string][2]string{ // [en, ru]
 	"rule.self_disable": {"You cannot disable your own account.", "Нельзя отключить собственную учётную запись."},
 	"rule.self_delete":  {"You cannot delete your own account.", "Нельзя удалить собственную учётную запись."},
 	"rule.prohibited":   {"The :attribute field is prohibited.", "Поле :attribute запрещено."},
+
+	// POST /api/admin/v1/auth/password.
+	"rule.current_password": {"The :attribute is incorrect.", "Неверно указан :attribute."},
+	"own_password":          {"Change your own password with your current one: POST /api/admin/v1/auth/password.", "Свой пароль меняется с вводом текущего: POST /api/admin/v1/auth/password."},
 }
 
 // attributes are the Russian names of request fields; English uses the
@@ -75,6 +79,7 @@ var messages = map[string][2]string{ // [en, ru]
 var attributes = map[string]string{
 	"login":               "логин",
 	"password":            "пароль",
+	"current_password":    "текущий пароль",
 	"password_hash":       "хеш пароля",
 	"session_id":          "сессия",
 	"captcha":             "капча",
@@ -174,6 +179,8 @@ func (s *server) laravelError(c *gin.Context, err error) {
 		invalidField(c, "login", "expired")
 	case errors.Is(err, auth.ErrTokenMissing), errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired):
 		message(c, http.StatusUnauthorized, "unauthenticated")
+	case errors.Is(err, auth.ErrOwnPassword):
+		message(c, http.StatusForbidden, "own_password")
 	case errors.Is(err, auth.ErrForbidden):
 		message(c, http.StatusForbidden, "forbidden")
 	case errors.Is(err, auth.ErrUserNotFound), errors.Is(err, auth.ErrSessionNotFound):

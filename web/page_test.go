@@ -601,12 +601,12 @@ func TestPageBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sessions, err := e.Svc.UserSessions(admin.ID)
+		sessions, err := e.Svc.UserSessions(auth.Root, admin.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range sessions {
-			if err := e.Svc.EndSession(s.ID); err != nil {
+			if err := e.Svc.EndSession(auth.Root, s.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
