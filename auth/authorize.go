@@ -45,8 +45,8 @@ var Root = Actor{root: true}
 // ActorOf is the signed-in user u acting through the admin API.
 func ActorOf(u *User) Actor { return Actor{user: u} }
 
-// IsSelf reports whether target is the actor's own account.
-func (a Actor) IsSelf(target *User) bool {
+// isSelf reports whether target is the actor's own account.
+func (a Actor) isSelf(target *User) bool {
 	return a.user != nil && target != nil && a.user.ID == target.ID
 }
 
@@ -104,7 +104,7 @@ func (a Actor) mayUpdate(target *User, p UserPatch) error {
 		return err
 	}
 	changed := p.changes(target)
-	if a.IsSelf(target) {
+	if a.isSelf(target) {
 		if slices.ContainsFunc(changed, func(f string) bool { return f != "name" }) {
 			return ErrForbidden
 		}
@@ -123,7 +123,7 @@ func (a Actor) maySetPassword(target *User) error {
 	if a.root {
 		return nil
 	}
-	if a.IsSelf(target) {
+	if a.isSelf(target) {
 		return ErrOwnPassword
 	}
 	return a.manage(target)
@@ -133,7 +133,7 @@ func (a Actor) maySetPassword(target *User) error {
 // deletes their own account through the admin API: the box would lose the
 // technician setting it up.
 func (a Actor) mayDelete(target *User) error {
-	if a.IsSelf(target) {
+	if a.isSelf(target) {
 		return ErrForbidden
 	}
 	return a.manage(target)

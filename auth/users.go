@@ -123,7 +123,7 @@ func (s *Service) Users() ([]*User, error) { return s.store.Users() }
 // once. ErrForbidden (ErrOwnPassword for the actor's own account),
 // ErrUserNotFound or *ValidationError.
 func (s *Service) SetPassword(ctx context.Context, actor Actor, id int64, password string) (*User, error) {
-	if _, err := s.authorize(id, actor.maySetPassword); err != nil {
+	if err := s.authorize(id, actor.maySetPassword); err != nil {
 		return nil, err
 	}
 	var v ValidationError
@@ -195,19 +195,19 @@ func (s *Service) DeleteUser(actor Actor, id int64) error {
 	// The check and the delete are two transactions: only a concurrent
 	// change by someone else (granting the target more) could slip
 	// between them, which the actor cannot cause.
-	if _, err := s.authorize(id, actor.mayDelete); err != nil {
+	if err := s.authorize(id, actor.mayDelete); err != nil {
 		return err
 	}
 	return s.store.DeleteUser(id)
 }
 
 // authorize loads the user with id and applies check to them.
-func (s *Service) authorize(id int64, check func(target *User) error) (*User, error) {
+func (s *Service) authorize(id int64, check func(target *User) error) error {
 	u, err := s.store.User(id)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return u, check(u)
+	return check(u)
 }
 
 func checkLogin(v *ValidationError, login string) {
@@ -307,7 +307,7 @@ type UserPatch struct {
 func (s *Service) UpdateUser(actor Actor, id int64, p UserPatch) (*User, error) {
 	// Authorization comes before validation, as in Laravel: a caller who
 	// may not make a change learns nothing about their input.
-	if _, err := s.authorize(id, func(u *User) error { return actor.mayUpdate(u, p) }); err != nil {
+	if err := s.authorize(id, func(u *User) error { return actor.mayUpdate(u, p) }); err != nil {
 		return nil, err
 	}
 	var v ValidationError
@@ -377,7 +377,7 @@ func (s *Service) UpdateUser(actor Actor, id int64, p UserPatch) (*User, error) 
 // UserSessions returns every session of a user, all APIs, live or not,
 // if actor may see them: ErrForbidden, ErrUserNotFound.
 func (s *Service) UserSessions(actor Actor, id int64) ([]*Session, error) {
-	if _, err := s.authorize(id, actor.maySessions); err != nil {
+	if err := s.authorize(id, actor.maySessions); err != nil {
 		return nil, err
 	}
 	return s.store.UserSessions(id)
@@ -390,7 +390,7 @@ func (s *Service) EndSession(actor Actor, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.authorize(sess.UserID, actor.maySessions); errors.Is(err, ErrUserNotFound) {
+	if err := s.authorize(sess.UserID, actor.maySessions); errors.Is(err, ErrUserNotFound) {
 		return ErrSessionNotFound
 	} else if err != nil {
 		return err
