@@ -3,11 +3,13 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/store"
 )
 
 // TestActorMayManage checks the subset rule on its own: who may act on
@@ -89,5 +91,64 @@ func TestServiceEnforcesActor(t *testing.T) {
 	a, err := svc.User(admin.ID)
 	if err != nil || a.Name != "admin" || a.Disabled || len(a.Permissions) != len(auth.Catalog) || a.PasswordHash != admin.PasswordHash {
 		t.Fatalf("admin after refusals: %+v, %v", a, err)
+	}
+}
+
+// raceStore is a real store whose next UpdateUser is preceded by another
+// admin's password reset, as if it had landed while the current password
+// was being checked.
+type raceStore struct {
+	*store.DB
+	resetTo string
+}
+
+func (r *raceStore) UpdateUser(id int64, fn func(u *auth.User) (bool, error)) (*auth.User, error) {
+	if r.resetTo != "" {
+		hash := r.resetTo
+		r.resetTo = ""
+		if _, err := r.DB.UpdateUser(id, func(u *auth.User) (bool, error) { u.PasswordHash = hash; return true, nil }); err != nil {
+			return nil, err
+		}
+	}
+	return r.DB.UpdateUser(id, fn)
+}
+
+// TestChangeOwnPasswordRace checks that a password reset landing between
+// the check of the current password and the write wins: the current
+// password is no longer current.
+func TestChangeOwnPasswordRace(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	rs := &raceStore{DB: db}
+	svc, err := auth.New(rs, auth.Config{BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	u, err := svc.CreateUser(ctx, auth.Root, auth.NewUser{Login: "tech", Password: "password1", APIs: []auth.API{auth.APIAdmin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset, err := bcrypt.GenerateFromPassword([]byte("reset-by-admin"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.resetTo = string(reset)
+	if err := svc.ChangeOwnPassword(ctx, u, "password1", "mine-again-1"); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("err = %v, want ErrBadCredentials", err)
+	}
+	if got, err := svc.User(u.ID); err != nil || got.PasswordHash != string(reset) {
+		t.Fatalf("hash after the race: %v; want the admin's reset", err)
+	}
+	// Without a race, the new password changes it.
+	fresh, err := svc.User(u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.ChangeOwnPassword(ctx, fresh, "reset-by-admin", "mine-again-1"); err != nil {
+		t.Fatal(err)
 	}
 }
