@@ -197,6 +197,8 @@ func reason(err error) string {
 		return "wrong captcha"
 	case errors.Is(err, errThrottled):
 		return "throttled"
+	case errors.Is(err, errCurrentPassword):
+		return "wrong current password"
 	}
 	return "internal error"
 }

@@ -217,7 +217,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 			e := newEnvOver(t, wrap)
 			alice := e.addUser("alice", allAPIs)
 			during(func() {
-				if _, err := e.Svc.SetDisabled(alice.ID, true); err != nil {
+				if _, err := e.Svc.SetDisabled(auth.Root, alice.ID, true); err != nil {
 					t.Error(err)
 				}
 			})

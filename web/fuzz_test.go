@@ -108,7 +108,7 @@ func newFuzzServer(tb testing.TB, requireCaptcha bool) *fuzzServer {
 // changes what NewUser cannot set (expiry, disabled).
 func (s *fuzzServer) addUser(tb testing.TB, login, password string, apis []auth.API, fn func(*auth.User)) {
 	tb.Helper()
-	u, err := s.svc.CreateUser(tb.Context(), auth.NewUser{
+	u, err := s.svc.CreateUser(tb.Context(), auth.Root, auth.NewUser{
 		Login: login, Password: password, APIs: apis, Permissions: auth.AllPermissionNames(),
 	})
 	if err != nil {

@@ -24,7 +24,7 @@ func (e *env) importUser(cost int) *auth.User {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	u, err := e.Svc.CreateUser(context.Background(), auth.NewUser{Login: "alice", PasswordHash: string(h), APIs: allAPIs})
+	u, err := e.Svc.CreateUser(context.Background(), auth.Root, auth.NewUser{Login: "alice", PasswordHash: string(h), APIs: allAPIs})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func newEnvOver(t *testing.T, wrap func(*store.DB) auth.Store, opts ...envOption
 // "password1".
 func (e *env) addUser(login string, apis []auth.API, perms ...string) *auth.User {
 	e.t.Helper()
-	u, err := e.Svc.CreateUser(context.Background(), auth.NewUser{
+	u, err := e.Svc.CreateUser(context.Background(), auth.Root, auth.NewUser{
 		Login: login, Password: "password1", APIs: apis, Permissions: perms,
 	})
 	if err != nil {

@@ -72,10 +72,11 @@ var messages = map[string][2]string{ // [en, ru]
 	"rule.integer":         {"The :attribute must be an integer.", "Поле :attribute должно быть целым числом."},
 	"rule.boolean":         {"The :attribute field must be true or false.", "Поле :attribute должно иметь значение логического типа."},
 	"rule.date":            {"The :attribute is not a valid date (YYYY-MM-DD HH:MM:SS).", "Поле :attribute не является датой (ГГГГ-ММ-ДД ЧЧ:ММ:СС)."},
-	"rule.self_admin":      {"You cannot remove your own admin access.", "Нельзя отнять доступ к панели администратора у самого себя."},
-	"rule.self_disable":    {"You cannot disable your own account.", "Нельзя отключить собственную учётную запись."},
-	"rule.self_delete":     {"You cannot delete your own account.", "Нельзя удалить собственную учётную запись."},
 	"rule.prohibited":      {"The :attribute field is prohibited.", "Поле :attribute запрещено."},
+
+	// POST /api/admin/v1/auth/password.
+	"rule.current_password": {"The :attribute is incorrect.", "Неверно указан :attribute."},
+	"own_password":          {"Change your own password with your current one: POST /api/admin/v1/auth/password.", "Свой пароль меняется с вводом текущего: POST /api/admin/v1/auth/password."},
 }
 
 // attributes are the Russian names of request fields; English uses the
@@ -83,6 +84,7 @@ var messages = map[string][2]string{ // [en, ru]
 var attributes = map[string]string{
 	"login":               "логин",
 	"password":            "пароль",
+	"current_password":    "текущий пароль",
 	"password_hash":       "хеш пароля",
 	"session_id":          "сессия",
 	"captcha":             "капча",
@@ -182,6 +184,8 @@ func (s *server) laravelError(c *gin.Context, err error) {
 		invalidField(c, "login", "expired")
 	case errors.Is(err, auth.ErrTokenMissing), errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired):
 		message(c, http.StatusUnauthorized, "unauthenticated")
+	case errors.Is(err, auth.ErrOwnPassword):
+		message(c, http.StatusForbidden, "own_password")
 	case errors.Is(err, auth.ErrForbidden):
 		message(c, http.StatusForbidden, "forbidden")
 	case errors.Is(err, auth.ErrUserNotFound), errors.Is(err, auth.ErrSessionNotFound):
