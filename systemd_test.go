@@ -95,6 +95,16 @@ func TestSystemdService(t *testing.T) {
 		if own := m.MustRun(t, "stat", "-c", "%U", data, data+"/vmsauth.db"); own != "root\nroot" {
 			t.Fatalf("before install: %q, want root's", own)
 		}
+		// A key the service user could not read is refused at install.
+		m.MustRun(t, "sh", "-c", "mkdir -p /etc/vmsauth && umask 077 && touch /etc/vmsauth/cert.pem /etc/vmsauth/key.pem")
+		out, err := m.Run(vms, "install", "--data", data, "--tls-cert", "/etc/vmsauth/cert.pem", "--tls-key", "/etc/vmsauth/key.pem")
+		if err == nil || !strings.Contains(out, "the service user vmsauth cannot read it") || !strings.Contains(out, "nothing was installed") {
+			t.Errorf("install with a key only root reads: %v, %q; want a refusal", err, out)
+		}
+		if _, err := m.Run("test", "-e", "/etc/systemd/system/vmsauth.service"); err == nil {
+			t.Fatal("the refused install left a unit")
+		}
+
 		// A port below 1024 needs CAP_NET_BIND_SERVICE, and only that.
 		port := freePort(t, 600, 1023)
 		m.MustRun(t, vms, "install", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port))

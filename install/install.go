@@ -185,6 +185,9 @@ func (s *Service) Install() error {
 			return fmt.Errorf("the service user %s: %v; nothing was installed", s.cfg.User, err)
 		}
 		for _, f := range s.cfg.Reads {
+			if within(f, s.cfg.DataDir) {
+				continue // given to the user below
+			}
 			if err := owner.canRead(f); err != nil {
 				return fmt.Errorf("%v; nothing was installed", err)
 			}
@@ -405,6 +408,12 @@ func Unit(c Config) (string, error) {
 		line("WantedBy=multi-user.target")
 	}
 	return b.String(), nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // hardening writes the sandbox that systemd-analyze security asks for, as
