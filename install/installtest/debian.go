@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -101,7 +102,25 @@ type Machine struct {
 	t      testing.TB
 	leader int // the container's systemd, as the host sees it
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	log    *lockedBuffer
+}
+
+// lockedBuffer is nspawn's output: written by exec's copier, read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // Boot boots root with systemd and waits until it is up. The root is
@@ -123,7 +142,7 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 	script := `mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec systemd-nspawn "$@"`
 	cmd := exec.Command("sh", append([]string{"-c", script, "sh"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go makes / private in it
-	m := &Machine{t: t, cmd: cmd, log: &bytes.Buffer{}}
+	m := &Machine{t: t, cmd: cmd, log: &lockedBuffer{}}
 	cmd.Stdout, cmd.Stderr = m.log, m.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -132,44 +151,49 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { m.powerOff(exited) })
 
-	deadline := time.Now().Add(60 * time.Second)
-	for m.leader == 0 {
+	// A loaded CI machine boots slowly.
+	deadline := time.Now().Add(120 * time.Second)
+	for {
 		select {
 		case <-exited:
 			t.Fatalf("systemd-nspawn exited: %s", m.log)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no container after 60 s: %s", m.log)
-		}
-		time.Sleep(100 * time.Millisecond)
-		m.leader = child(cmd.Process.Pid)
-	}
-	for {
-		// "degraded" is up too: a unit of the minimal image failed.
-		state, _ := m.Run("systemctl", "is-system-running")
-		if state == "running" || state == "degraded" {
-			return m
+		// nspawn forks a helper that forks the container's init and exits:
+		// the init is the child in a PID namespace of its own.
+		m.leader = containerInit(cmd.Process.Pid)
+		if m.leader != 0 {
+			// "degraded" is up too: a unit of the minimal image failed.
+			state, _ := m.Run("systemctl", "is-system-running")
+			if state == "running" || state == "degraded" {
+				return m
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container not up after 60 s (%q): %s", state, m.log)
+			t.Fatalf("container not up after 120 s: %s", m.log)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// child is the only child process of pid, or 0.
-func child(pid int) int {
+// containerInit is the child of pid that has a PID namespace other than
+// ours, or 0.
+func containerInit(pid int) int {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 1 {
+	ours, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
 		return 0
 	}
-	n, _ := strconv.Atoi(f[0])
-	return n
+	for _, f := range strings.Fields(string(b)) {
+		if ns, err := os.Readlink("/proc/" + f + "/ns/pid"); err == nil && ns != ours {
+			n, _ := strconv.Atoi(f)
+			return n
+		}
+	}
+	return 0
 }
 
 // powerOff asks systemd to power off, and kills the container by its PID
