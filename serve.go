@@ -116,6 +116,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("self-signed certificate: %w", err)
 		}
 	}
+	// The first admin's password and the self-signed key are new files.
+	if err := giveToDirOwner(cfg.Data); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -192,6 +196,10 @@ func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *
 	}
 	db, err := store.Open(filepath.Join(dir, databaseFile), opts)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := giveToDirOwner(dir); err != nil {
+		db.Close()
 		return nil, nil, err
 	}
 	svc, err := auth.New(db, acfg)
