@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -197,6 +198,8 @@ func reason(err error) string {
 		return "wrong captcha"
 	case errors.Is(err, errThrottled):
 		return "throttled"
+	case errors.Is(err, context.Canceled):
+		return "client gave up"
 	}
 	return "internal error"
 }

@@ -49,6 +49,8 @@ type env struct {
 	Svc   *auth.Service
 	DB    *store.DB
 	Clock *clock
+	// Handler is the router, for tests that serve it their own way.
+	Handler http.Handler
 }
 
 type envOption func(*auth.Config, *web.Options)
@@ -77,7 +79,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk}
+	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk, Handler: h}
 }
 
 // addUser creates a user with the given APIs and permissions; password is
