@@ -166,7 +166,8 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 	return mux
 }
 
-// listenControl opens the control socket, owner-only. A stale socket left
+// listenControl opens the control socket, owner-only from the start
+// (listenPrivate). A stale socket left
 // by a crash is removed: holding the database lock proves no other serve
 // is using it.
 func listenControl(dataDir string) (net.Listener, error) {
@@ -174,7 +175,7 @@ func listenControl(dataDir string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, err
 	}
