@@ -128,6 +128,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	ln = web.LimitConns(ln, cfg.connLimit(log))
 	scheme := "https"
 	if cfg.InsecureHTTP {
 		scheme = "http"
