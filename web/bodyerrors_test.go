@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -120,15 +121,21 @@ func TestBodyStalled(t *testing.T) {
 	}
 }
 
-// TestClientGivesUpWaitingForBcrypt: with one bcrypt worker kept busy, a
-// login queues for it; its client closes the connection. The request's
+// TestClientGivesUpWaitingForBcrypt: with the one bcrypt worker kept busy,
+// a login queues for it; its client closes the connection. The request's
 // context ends, and that is the client's doing: no 500, no ERROR line.
 func TestClientGivesUpWaitingForBcrypt(t *testing.T) {
 	var log syncBuffer
-	slow := func(a *auth.Config, _ *web.Options) { a.BcryptCost = 13; a.HashWorkers = 1 }
-	e := newEnv(t, withLog(&log), slow)
+	oneWorker := func(a *auth.Config, _ *web.Options) { a.HashWorkers = 1 }
+	e := newEnv(t, withLog(&log), oneWorker)
+	// An imported hash of cost 12 (about 250 ms to check, many times that
+	// under -race) keeps the worker busy; the env's own cost stays low.
+	if _, err := e.Svc.CreateUser(context.Background(), auth.NewUser{Login: "slow", APIs: clientAPI,
+		PasswordHash: "$2a$12$VbTjfqmzXsrSIUTwGBlO6Oy9Ct.DzPqfSLtZznODBMXhI6Pnt81oi"}); err != nil {
+		t.Fatal(err)
+	}
 	addr := serveReal(t, e, 0)
-	login := `{"login":"nobody","password":"password1"}`
+	login := `{"login":"slow","password":"wrong-password"}`
 	busy := make(chan response, 1)
 	go func() {
 		r, err := e.send("POST", "/api/v1/token", login)
@@ -137,13 +144,13 @@ func TestClientGivesUpWaitingForBcrypt(t *testing.T) {
 		}
 		busy <- r
 	}()
-	time.Sleep(300 * time.Millisecond) // the first login now holds the worker
+	time.Sleep(50 * time.Millisecond) // the first login now holds the worker
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(conn, "POST /api/v1/token HTTP/1.1\r\nHost: vmsauth\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(login), login)
-	time.Sleep(100 * time.Millisecond) // read, and queued behind the first
+	time.Sleep(50 * time.Millisecond) // read, and queued behind the first
 	conn.Close()
 
 	deadline := time.Now().Add(30 * time.Second)
