@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -199,6 +200,8 @@ func reason(err error) string {
 		return "throttled"
 	case errors.Is(err, errCurrentPassword):
 		return "wrong current password"
+	case errors.Is(err, context.Canceled):
+		return "client gave up"
 	}
 	return "internal error"
 }

@@ -84,7 +84,7 @@ func newFuzzServer(tb testing.TB, requireCaptcha bool) *fuzzServer {
 		// whole limit, and the fuzzer names thousands of logins.
 		Throttle:       auth.NewThrottle(auth.ThrottleConfig{IPLimit: 1000, LoginLimit: 50, Window: time.Millisecond}),
 		Audit:          audit,
-		Captchas:       captcha.New(captcha.Config{}),
+		Captchas:       testCaptchas(tb, captcha.Config{}),
 		RequireCaptcha: requireCaptcha,
 	})
 	if err != nil {

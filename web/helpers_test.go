@@ -49,6 +49,8 @@ type env struct {
 	Svc   *auth.Service
 	DB    *store.DB
 	Clock *clock
+	// Handler is the router, for tests that serve it their own way.
+	Handler http.Handler
 }
 
 type envOption func(*auth.Config, *web.Options)
@@ -90,7 +92,7 @@ func newEnvOver(t *testing.T, wrap func(*store.DB) auth.Store, opts ...envOption
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk}
+	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk, Handler: h}
 }
 
 // addUser creates a user with the given APIs and permissions; password is

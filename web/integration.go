@@ -23,6 +23,8 @@ const (
 	codeForbidden      = http.StatusForbidden
 	codeNotFound       = http.StatusNotFound
 	codeMethod         = http.StatusMethodNotAllowed
+	codeBadBody        = http.StatusBadRequest
+	codeTimeout        = http.StatusRequestTimeout
 	codeTooLarge       = http.StatusRequestEntityTooLarge
 	codeTooMany        = http.StatusTooManyRequests
 	codeInternal       = http.StatusInternalServerError
@@ -39,6 +41,8 @@ var integrationMessages = map[int]string{
 	codeForbidden:      "Forbidden.",
 	codeNotFound:       "Not found.",
 	codeMethod:         "Method not allowed.",
+	codeBadBody:        "Request body could not be read.",
+	codeTimeout:        "Request body took too long to arrive.",
 	codeTooLarge:       "Request body is too large.",
 	codeTooMany:        "Too Many Attempts.",
 	codeInternal:       "Internal Server Error.",
@@ -62,14 +66,11 @@ func (s *server) integrationRoutes(r *gin.Engine) {
 	g.POST("/logout", s.requireToken(auth.APIIntegration), s.integrationLogout)
 }
 
-// integrationBody reads the capped body; too large is answered here.
+// integrationBody reads the capped body; a body that cannot be read is
+// answered here (clientFault, through internalError).
 func (s *server) integrationBody(c *gin.Context) ([]byte, bool) {
 	body, err := readBody(c)
-	switch {
-	case errors.Is(err, errBodyTooLarge):
-		integrationError(c, http.StatusRequestEntityTooLarge, codeTooLarge)
-		return nil, false
-	case err != nil:
+	if err != nil {
 		s.internalError(c, err)
 		return nil, false
 	}

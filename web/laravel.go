@@ -42,6 +42,8 @@ var messages = map[string][2]string{ // [en, ru]
 	"too_many":        {"Too Many Attempts.", "Слишком много попыток."},
 	"captcha_wrong":   {"The captcha is incorrect.", "Неверно введена капча."},
 	"too_large":       {"The request body is too large.", "Тело запроса слишком велико."},
+	"bad_body":        {"The request body could not be read.", "Не удалось прочитать тело запроса."},
+	"timeout":         {"The request body took too long to arrive.", "Тело запроса передавалось слишком долго."},
 	"server_error":    {"Server Error", "Ошибка сервера"},
 	"no_admin":        {"This account has no access to the admin panel.", "У этой учётной записи нет доступа к панели администратора."},
 
@@ -190,15 +192,19 @@ func (s *server) laravelError(c *gin.Context, err error) {
 		message(c, http.StatusForbidden, "forbidden")
 	case errors.Is(err, auth.ErrUserNotFound), errors.Is(err, auth.ErrSessionNotFound):
 		message(c, http.StatusNotFound, "not_found")
-	case errors.Is(err, errBodyTooLarge):
-		message(c, http.StatusRequestEntityTooLarge, "too_large")
 	default:
 		s.internalError(c, err)
 	}
 }
 
 // internalError logs the cause and answers 500 in the path's envelope.
+// Errors the client caused are not internal: every handler falls back to
+// this function, so it answers those (clientFault) instead, and a 500 or
+// an ERROR line always means the box is at fault.
 func (s *server) internalError(c *gin.Context, err error) {
+	if s.clientFault(c, err) {
+		return
+	}
 	s.log.Error("internal error", "path", c.Request.URL.Path, "err", err)
 	if realm(c.Request.URL.Path) == auth.APIIntegration {
 		integrationError(c, http.StatusInternalServerError, codeInternal)

@@ -45,7 +45,7 @@ func appliance(t *testing.T) (http.Handler, *auth.Auditor) {
 	h, err := web.New(svc, web.Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Throttle:     auth.NewThrottle(auth.ThrottleConfig{IPLimit: 3}),
-		Captchas:     captcha.New(captcha.Config{}),
+		Captchas:     testCaptchas(t, captcha.Config{}),
 		Audit:        audit,
 		LiveSessions: func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
 	})
