@@ -162,6 +162,9 @@ type sessionLimitBody struct {
 // logLogin records a login attempt in the log, the audit trail and the
 // metrics. Passwords and tokens are never recorded.
 func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error) {
+	// A client may name a 64 KiB login; slog quotes it (%q) whenever it
+	// holds anything but printable characters, so it cannot forge a line.
+	login = auth.Clip(login)
 	result, why := "ok", reason(err)
 	if err != nil {
 		result = "failed"
@@ -171,7 +174,7 @@ func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error)
 	}
 	s.metrics.login(api, result, 1)
 	if s.audit != nil {
-		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: clip(login, 255), API: api, Result: result, Reason: why})
+		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: login, API: api, Result: result, Reason: why})
 	}
 }
 
