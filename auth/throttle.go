@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"container/list"
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
@@ -102,21 +101,28 @@ type Refusal struct {
 type Window struct {
 	mu     sync.Mutex
 	limit  int
-	window time.Duration
-	max    int // 0: no bound of its own
+	window int64 // nanoseconds
+	max    int   // 0: no bound of its own
 	kind   string
 	report bool // keep finished runs for Ended (a Throttle's windows)
 	now    func() time.Time
-	keys   map[string]*list.Element
-	lru    *list.List // of *counter, latest event first
-	ended  []Refusal
-	full   run // refusals of new keys while full
+	keys   map[string]*counter
+	peak   int // most keys since keys was made
+	// The counters form a list ordered by their latest event, newest at
+	// head, so the expired ones are found at its tail.
+	head, tail *counter
+	ended      []Refusal
+	full       run // refusals of new keys while full
 }
 
+// counter is one key's events. A flood can make 100 000 of them, so it
+// is kept small: times as Unix nanoseconds, the list links inline, and
+// the tally of refusals allocated only for a key that was refused.
 type counter struct {
-	key  string
-	hits []time.Time // oldest first, at most limit
-	run
+	key        string
+	hits       []int64 // oldest first, at most limit
+	prev, next *counter
+	run        *run
 }
 
 // run tallies the refused requests of one lock.
@@ -130,8 +136,7 @@ type run struct {
 // NewWindow returns an empty Window holding at most maxKeys keys at once
 // (0: no bound).
 func NewWindow(limit int, window time.Duration, maxKeys int, now func() time.Time) *Window {
-	return &Window{limit: limit, window: window, max: maxKeys, kind: "ip", now: now,
-		keys: map[string]*list.Element{}, lru: list.New()}
+	return &Window{limit: limit, window: int64(window), max: maxKeys, kind: "ip", now: now, keys: map[string]*counter{}}
 }
 
 // Take counts one event for key if the key is under its limit, and says
@@ -146,38 +151,48 @@ func (w *Window) Take(key string) Decision {
 func (w *Window) Peek(key string) Decision {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	d, _ := w.peek(key, w.now())
+	d, _ := w.peek(key, w.now().UnixNano())
 	return d
 }
 
 // take judges an event of key and counts it if allowed and count is set.
 // A refusal is tallied under label and ip. It also returns the time the
 // event was counted at.
-func (w *Window) take(key, label, ip string, count bool) (Decision, time.Time) {
+func (w *Window) take(key, label, ip string, count bool) (Decision, int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := w.now()
+	t := w.now()
+	now := t.UnixNano()
 	w.purge(now)
 	d, c := w.peek(key, now)
 	switch {
 	case !d.Allowed:
-		d.First = c.refuse(now, label, ip)
+		if c.run == nil {
+			c.run = &run{}
+		}
+		d.First = c.run.refuse(t, label, ip)
 		return d, now
-	case c == nil && w.max > 0 && w.lru.Len() >= w.max:
+	case c == nil && w.max > 0 && len(w.keys) >= w.max:
 		// Every tracked key holds an event in the window (purge dropped
 		// the rest): a slot frees when the oldest latest event leaves.
-		oldest := w.lru.Back().Value.(*counter)
-		d = Decision{Limit: w.limit, Reset: oldest.hits[len(oldest.hits)-1].Add(w.window), Kind: "full"}
-		d.First = w.full.refuse(now, "", ip)
+		d = Decision{Limit: w.limit, Reset: time.Unix(0, w.tail.hits[len(w.tail.hits)-1]+w.window), Kind: "full"}
+		d.First = w.full.refuse(t, "", ip)
 		return d, now
 	}
 	if w.full.refused > 0 && c == nil {
 		w.end(&w.full, "full")
 	}
 	if count {
-		c = w.counter(key, c)
+		if c == nil {
+			// Room grows with use: a high limit must not reserve it for
+			// every key.
+			c = &counter{key: key, hits: make([]int64, 0, 1)}
+			w.keys[key] = c
+		} else {
+			w.unlink(c)
+		}
 		c.hits = append(c.hits, now)
-		w.lru.MoveToFront(w.keys[key])
+		w.pushFront(c)
 		d.Remaining--
 	}
 	return d, now
@@ -195,10 +210,12 @@ func (r *run) refuse(now time.Time, label, ip string) bool {
 
 // end reports r's run, if any, as finished and clears it.
 func (w *Window) end(r *run, kind string) {
-	if r.refused > 0 && w.report {
+	if r != nil && r.refused > 0 && w.report {
 		w.ended = append(w.ended, Refusal{Kind: kind, Label: r.label, IP: r.ip, Count: r.refused, Since: r.since})
 	}
-	*r = run{}
+	if r != nil {
+		*r = run{}
+	}
 }
 
 // Ended returns the runs of refusals that finished since the last call:
@@ -213,22 +230,21 @@ func (w *Window) Ended() []Refusal {
 }
 
 // Undo removes one event counted at t, if it is still there.
-func (w *Window) Undo(key string, t time.Time) {
+func (w *Window) Undo(key string, t int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	el, ok := w.keys[key]
+	c, ok := w.keys[key]
 	if !ok {
 		return
 	}
-	c := el.Value.(*counter)
 	for i, h := range c.hits {
-		if h.Equal(t) {
+		if h == t {
 			c.hits = append(c.hits[:i], c.hits[i+1:]...)
 			break
 		}
 	}
 	if len(c.hits) == 0 {
-		w.remove(el)
+		w.remove(c)
 	}
 }
 
@@ -241,59 +257,77 @@ func (w *Window) Len() int {
 
 // purge drops the keys whose events all left the window. Keys are ordered
 // by their latest event, so it stops at the first key still holding one.
-func (w *Window) purge(now time.Time) {
-	for el := w.lru.Back(); el != nil; el = w.lru.Back() {
-		c := el.Value.(*counter)
-		if now.Before(c.hits[len(c.hits)-1].Add(w.window)) {
-			return
+func (w *Window) purge(now int64) {
+	for c := w.tail; c != nil && now >= c.hits[len(c.hits)-1]+w.window; c = w.tail {
+		w.remove(c)
+	}
+	// A Go map keeps its room when emptied: after a flood, copy the few
+	// keys left into a map of their size, so the memory goes back.
+	if w.peak = max(w.peak, len(w.keys)); w.peak > 1024 && len(w.keys) < w.peak/8 {
+		keys := make(map[string]*counter, len(w.keys))
+		for k, c := range w.keys {
+			keys[k] = c
 		}
-		w.remove(el)
+		w.keys, w.peak = keys, len(keys)
 	}
 }
 
-func (w *Window) remove(el *list.Element) {
-	c := el.Value.(*counter)
-	w.end(&c.run, w.kind)
-	w.lru.Remove(el)
+func (w *Window) remove(c *counter) {
+	w.end(c.run, w.kind)
+	w.unlink(c)
 	delete(w.keys, c.key)
 }
 
+func (w *Window) unlink(c *counter) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		w.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		w.tail = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+func (w *Window) pushFront(c *counter) {
+	c.next = w.head
+	if w.head != nil {
+		w.head.prev = c
+	}
+	w.head = c
+	if w.tail == nil {
+		w.tail = c
+	}
+}
+
 // peek drops key's events that left the window and judges the next one.
-func (w *Window) peek(key string, now time.Time) (Decision, *counter) {
+func (w *Window) peek(key string, now int64) (Decision, *counter) {
 	d := Decision{Allowed: true, Limit: w.limit, Remaining: w.limit}
-	el, ok := w.keys[key]
+	c, ok := w.keys[key]
 	if !ok {
 		return d, nil
 	}
-	c := el.Value.(*counter)
 	cut := 0
-	for cut < len(c.hits) && !now.Before(c.hits[cut].Add(w.window)) {
+	for cut < len(c.hits) && now >= c.hits[cut]+w.window {
 		cut++
 	}
 	c.hits = c.hits[cut:]
 	if len(c.hits) == 0 {
-		w.remove(el)
+		w.remove(c)
 		return d, nil
 	}
 	d.Remaining = w.limit - len(c.hits)
 	if d.Remaining <= 0 {
 		d.Allowed, d.Remaining, d.Kind = false, 0, w.kind
-		d.Reset = c.hits[len(c.hits)-w.limit].Add(w.window)
-	} else if c.refused > 0 {
-		w.end(&c.run, w.kind)
+		d.Reset = time.Unix(0, c.hits[len(c.hits)-w.limit]+w.window)
+	} else if c.run != nil {
+		w.end(c.run, w.kind)
+		c.run = nil
 	}
 	return d, c
-}
-
-// counter returns key's counter, making it if c is nil.
-func (w *Window) counter(key string, c *counter) *counter {
-	if c != nil {
-		return c
-	}
-	// Room grows with use: a high limit must not reserve it for every key.
-	c = &counter{key: key, hits: make([]time.Time, 0, min(w.limit, 16))}
-	w.keys[key] = w.lru.PushFront(c)
-	return c
 }
 
 // UserFinder finds a user by login, case-insensitively, or returns
@@ -389,7 +423,7 @@ func (t *Throttle) loginKey(login string) string {
 type Attempt struct {
 	w   *Window
 	key string
-	at  time.Time
+	at  int64
 }
 
 // Begin admits a login attempt from ip naming login ("" when the request

@@ -15,7 +15,7 @@ func TestThrottleMemoryBudget(t *testing.T) {
 			t.Errorf("limit %d: %d and %d keys, want %d and none", tt.limit, th.ip.max, th.login.max, tt.keys)
 		}
 		th.ip.Take("192.0.2.1")
-		if c := cap(th.ip.keys["192.0.2.1"].Value.(*counter).hits); c > 16 {
+		if c := cap(th.ip.keys["192.0.2.1"].hits); c > 16 {
 			t.Errorf("limit %d: a new counter reserves room for %d events", tt.limit, c)
 		}
 	}

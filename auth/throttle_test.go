@@ -209,3 +209,67 @@ func TestThrottleLockSurvivesFlood(t *testing.T) {
 		}
 	}
 }
+
+// Refused requests are tallied: the first of a run is marked for the log,
+// and the run is reported once, with its count, when the window ends.
+func TestThrottleRefusalRuns(t *testing.T) {
+	th, clk := newThrottle(t)
+	for range auth.DefaultIPLimit {
+		th.Begin("192.0.2.1", "")
+	}
+	for i := range 5 {
+		d, _ := th.Begin("192.0.2.1", "someone")
+		if d.Allowed || d.Kind != "ip" || d.First != (i == 0) {
+			t.Fatalf("refusal %d: %+v", i+1, d)
+		}
+	}
+	if r := th.Ended(); len(r) != 0 {
+		t.Fatalf("runs ended while the lock holds: %+v", r)
+	}
+	clk.Add(auth.DefaultWindow)
+	th.Begin("192.0.2.2", "")
+	r := th.Ended()
+	if len(r) != 1 || r[0].Kind != "ip" || r[0].Label != "192.0.2.1" || r[0].Count != 5 {
+		t.Fatalf("ended runs: %+v", r)
+	}
+}
+
+// auditLog records what an Auditor writes.
+type auditLog struct {
+	mu      sync.Mutex
+	entries []auth.AuditEntry
+	max     int
+}
+
+func (l *auditLog) AppendAudit(e []auth.AuditEntry, maxEntries int, _ time.Duration, _ time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries, l.max = append(l.entries, e...), maxEntries
+	return nil
+}
+
+func (l *auditLog) Audit(auth.AuditFilter) ([]auth.AuditEntry, error) { return nil, nil }
+
+// Entries about throttling have a budget of their own on top of the
+// trail's bound, so they never push checked attempts out.
+func TestAuditorThrottledBudget(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	log := &auditLog{}
+	a := auth.NewAuditor(log, 9000, 90*24*time.Hour, clk.Now, nil)
+	defer a.Close()
+	// A tenth of 9000 over 90 days: 10 a day.
+	for i := range 15 {
+		if got := a.RecordThrottled(auth.AuditEntry{Reason: "throttled"}); got != (i < 10) {
+			t.Fatalf("throttled entry %d kept: %v", i+1, got)
+		}
+	}
+	a.Record(auth.AuditEntry{Reason: "bad credentials"})
+	clk.Add(24 * time.Hour)
+	if !a.RecordThrottled(auth.AuditEntry{Reason: "throttled"}) {
+		t.Fatal("the budget did not renew the next day")
+	}
+	a.Flush()
+	if len(log.entries) != 12 || log.max != 9000+900+10 {
+		t.Fatalf("%d entries written with a bound of %d; want 12 and 9910", len(log.entries), log.max)
+	}
+}
