@@ -198,8 +198,6 @@ func reason(err error) string {
 		return "unknown session_id"
 	case errors.Is(err, errCaptcha):
 		return "wrong captcha"
-	case errors.Is(err, errThrottled):
-		return "throttled"
 	}
 	return "internal error"
 }

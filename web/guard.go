@@ -73,9 +73,6 @@ func setRateHeaders(c *gin.Context, d auth.Decision) {
 	c.Header("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
 }
 
-// errThrottled is recorded for a login refused by the throttle.
-var errThrottled = errors.New("throttled")
-
 // tooMany answers 429 with Retry-After and X-RateLimit-Reset, as Laravel's
 // throttle does.
 func (s *server) tooMany(c *gin.Context, api auth.API, d auth.Decision) {
