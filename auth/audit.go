@@ -47,11 +47,20 @@ type Auditor struct {
 	now        func() time.Time
 	onError    func(error)
 
-	mu      sync.Mutex
-	pending []AuditEntry
-	kick    chan struct{}
-	done    chan struct{}
-	stopped chan struct{}
+	// Entries about throttled requests have a budget of their own, so
+	// that no flood of them can push the attempts that were checked out
+	// of the trail (see RecordThrottled).
+	reserve   int           // throttled entries the trail holds beyond maxEntries
+	period    time.Duration // the budget renews every period...
+	perPeriod int           // ...with this many entries
+
+	mu       sync.Mutex
+	pending  []AuditEntry
+	spent    int       // throttled entries recorded in this period
+	periodAt time.Time // when this period began
+	kick     chan struct{}
+	done     chan struct{}
+	stopped  chan struct{}
 }
 
 // maxPending bounds memory if the disk stalls: a flood of failed logins
@@ -74,6 +83,11 @@ func NewAuditor(log AuditLog, maxEntries int, maxAge time.Duration, now func() t
 	}
 	a := &Auditor{log: log, maxEntries: maxEntries, maxAge: maxAge, now: now, onError: onError,
 		kick: make(chan struct{}, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	// A tenth more room for throttled entries, spread over the trail's
+	// age: at most reserve+perPeriod of them can be in it at once.
+	a.reserve = max(10, maxEntries/10)
+	a.period = min(24*time.Hour, maxAge)
+	a.perPeriod = max(1, int(int64(a.reserve)*int64(a.period)/int64(maxAge)))
 	go a.loop()
 	return a
 }
@@ -97,6 +111,27 @@ func (a *Auditor) Record(e AuditEntry) {
 	}
 }
 
+// RecordThrottled queues an entry about throttled requests within their
+// budget, perPeriod entries a period, and reports whether it was kept. The
+// trail's bound grows by that budget, so those entries never push out an
+// attempt that was checked.
+func (a *Auditor) RecordThrottled(e AuditEntry) bool {
+	now := a.now()
+	a.mu.Lock()
+	if now.Sub(a.periodAt) >= a.period || now.Before(a.periodAt) {
+		a.periodAt, a.spent = now, 0
+	}
+	ok := a.spent < a.perPeriod
+	if ok {
+		a.spent++
+	}
+	a.mu.Unlock()
+	if ok {
+		a.Record(e)
+	}
+	return ok
+}
+
 // Flush writes what is queued now.
 func (a *Auditor) Flush() {
 	a.mu.Lock()
@@ -106,7 +141,7 @@ func (a *Auditor) Flush() {
 	if len(batch) == 0 {
 		return
 	}
-	if err := a.log.AppendAudit(batch, a.maxEntries, a.maxAge, a.now()); err != nil {
+	if err := a.log.AppendAudit(batch, a.maxEntries+a.reserve+a.perPeriod, a.maxAge, a.now()); err != nil {
 		a.onError(err)
 	}
 }

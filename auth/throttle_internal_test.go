@@ -11,11 +11,11 @@ func TestThrottleMemoryBudget(t *testing.T) {
 		{100000, 100},
 	} {
 		th := NewThrottle(ThrottleConfig{IPLimit: tt.limit, LoginLimit: tt.limit})
-		if th.ip.max != tt.keys || th.login.max != tt.keys {
-			t.Errorf("limit %d: %d and %d keys, want %d", tt.limit, th.ip.max, th.login.max, tt.keys)
+		if th.ip.max != tt.keys || th.login.max != 0 {
+			t.Errorf("limit %d: %d and %d keys, want %d and none", tt.limit, th.ip.max, th.login.max, tt.keys)
 		}
 		th.ip.Take("192.0.2.1")
-		if c := cap(th.ip.keys["192.0.2.1"].Value.(*counter).hits); c > 16 {
+		if c := cap(th.ip.keys["192.0.2.1"].hits); c > 16 {
 			t.Errorf("limit %d: a new counter reserves room for %d events", tt.limit, c)
 		}
 	}

@@ -38,6 +38,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/captcha"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -49,6 +50,7 @@ const benchPassword = "bench-password-1"
 type benchEnv struct {
 	url     string
 	db      *store.DB
+	svc     *auth.Service
 	hash    string // of benchPassword, at the default cost
 	workers int    // the hashing pool's width: the cores, as serve has it
 }
@@ -80,7 +82,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchEnv{url: listen(b, h), db: db, hash: string(hash), workers: workers}
+	return &benchEnv{url: listen(b, h), db: db, svc: svc, hash: string(hash), workers: workers}
 }
 
 // asServe gives the calling benchmark serve's scheduler: one P more than
@@ -345,6 +347,8 @@ const (
 	verifyWorkers = 64
 	activeTokens  = 1024
 	floodClients  = 64
+	// refusalFlooders is the connections of each client of the 429 flood.
+	refusalFlooders = 1
 	// checkers send token checks one after another while the flood runs,
 	// to measure the latency each check sees.
 	checkers = 4
@@ -429,6 +433,83 @@ func BenchmarkTokenCheck(b *testing.B) {
 		b.ReportMetric(float64(p99(busy))/float64(p99(idle)), "p99-ratio")
 		b.ReportMetric(floodRate, "flood-logins/s")
 	})
+	b.Run("p99-under-429-flood", func(b *testing.B) { e.p99UnderRefusals(b, check) })
+}
+
+// p99UnderRefusals measures the token-check p99 while one client floods
+// logins that the throttle refuses (429) and another floods captcha
+// requests, past its budget of 20 almost at once, against the idle p99.
+// Token checks and floods go to one server wired as serve wires it:
+// throttle, captchas, audit trail and an Info-level log.
+func (e *benchEnv) p99UnderRefusals(b *testing.B, check func(c *http.Client, url string) error) {
+	asServe(b)
+	auditor := auth.NewAuditor(e.db, 0, 0, nil, nil)
+	b.Cleanup(auditor.Close)
+	h, err := web.New(e.svc, web.Options{
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Throttle:       auth.NewThrottle(auth.ThrottleConfig{}),
+		Captchas:       testCaptchas(b, captcha.Config{}),
+		RequireCaptcha: true,
+		Audit:          auditor,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := listen(b, h)
+	client := newClient(b, checkers)
+	timed(b, checkers, 2*checkers, func(int) error { return check(client, url) }) // connect
+	_, idle, err := load(checkers, b.N, func(int) error { return check(client, url) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var refused, captchas atomic.Int64
+	var wg sync.WaitGroup
+	flooder := func(n *atomic.Int64, req func() *http.Request) {
+		c := newClient(b, refusalFlooders)
+		for range refusalFlooders {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					res, err := c.Do(req())
+					if err != nil {
+						continue
+					}
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					n.Add(1)
+				}
+			})
+		}
+	}
+	login := `{"login":"victim","password":"guess","captcha":"00000","key":"none"}`
+	flooder(&refused, func() *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "POST", url+"/api/v1/token", strings.NewReader(login))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	})
+	flooder(&captchas, func() *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "GET", url+"/api/v1/captcha", nil)
+		return req
+	})
+	for refused.Load() < 100 || captchas.Load() < 100 {
+		time.Sleep(time.Millisecond)
+	}
+	start := time.Now()
+	b.ResetTimer()
+	_, busy, err := load(checkers, b.N, func(int) error { return check(client, url) })
+	b.StopTimer()
+	took := time.Since(start)
+	n, m := refused.Load(), captchas.Load()
+	cancel()
+	wg.Wait()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(p99(idle).Microseconds())/1000, "idle-p99-ms")
+	b.ReportMetric(float64(p99(busy).Microseconds())/1000, "flood-p99-ms")
+	b.ReportMetric(float64(p99(busy))/float64(p99(idle)), "p99-ratio")
+	b.ReportMetric(perSecond(int(n), took), "refused-logins/s")
+	b.ReportMetric(perSecond(int(m), took), "captcha-requests/s")
 }
 
 // flood starts floodClients clients sending wrong-password logins for

@@ -163,6 +163,9 @@ type sessionLimitBody struct {
 // logLogin records a login attempt in the log, the audit trail and the
 // metrics. Passwords and tokens are never recorded.
 func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error) {
+	// A client may name a 64 KiB login; slog quotes it (%q) whenever it
+	// holds anything but printable characters, so it cannot forge a line.
+	login = auth.Clip(login)
 	result, why := "ok", reason(err)
 	if err != nil {
 		result = "failed"
@@ -172,7 +175,7 @@ func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error)
 	}
 	s.metrics.login(api, result, 1)
 	if s.audit != nil {
-		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: clip(login, 255), API: api, Result: result, Reason: why})
+		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: login, API: api, Result: result, Reason: why})
 	}
 }
 
@@ -196,8 +199,6 @@ func reason(err error) string {
 		return "unknown session_id"
 	case errors.Is(err, errCaptcha):
 		return "wrong captcha"
-	case errors.Is(err, errThrottled):
-		return "throttled"
 	case errors.Is(err, errCurrentPassword):
 		return "wrong current password"
 	case errors.Is(err, context.Canceled):

@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -22,8 +24,12 @@ func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attemp
 		return &auth.Attempt{}, true
 	}
 	d, att := s.throttle.Begin(c.ClientIP(), login)
+	s.reportRefusals(s.throttle.Ended())
 	if !d.Allowed {
-		s.logLogin(c, api, login, errThrottled)
+		s.metrics.login(api, "failed", 1)
+		if d.First {
+			s.logRefused(c, api, login, d)
+		}
 		s.tooMany(c, api, d)
 		return nil, false
 	}
@@ -31,13 +37,41 @@ func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attemp
 	return att, true
 }
 
+// logRefused records the first refusal of a lock in the log and the audit
+// trail. The refusals after it are only counted, and reportRefusals writes
+// how many when the lock ends: a flood of 429s costs neither disk nor log.
+func (s *server) logRefused(c *gin.Context, api auth.API, login string, d auth.Decision) {
+	login = auth.Clip(login)
+	s.log.Warn("login throttled; further refusals are counted until the window ends",
+		"api", api, "login", login, "ip", c.ClientIP(), "by", d.Kind)
+	if s.audit != nil {
+		s.audit.RecordThrottled(auth.AuditEntry{IP: c.ClientIP(), Login: login, API: api, Result: "failed",
+			Reason: "throttled (" + d.Kind + ")"})
+	}
+}
+
+// reportRefusals writes one log line and one audit entry for each lock
+// that ended, with the number of requests it refused. The entry names no
+// API: the throttle is shared by all three.
+func (s *server) reportRefusals(ended []auth.Refusal) {
+	for _, r := range ended {
+		login := ""
+		if r.Kind == "login" {
+			login = r.Label
+		}
+		s.log.Warn("throttled requests", "by", r.Kind, "key", r.Label, "ip", r.IP,
+			"refused", r.Count, "since", r.Since.Format(time.RFC3339))
+		if s.audit != nil {
+			s.audit.RecordThrottled(auth.AuditEntry{IP: r.IP, Login: login, Result: "failed",
+				Reason: fmt.Sprintf("throttled (%s): %d requests refused since %s", r.Kind, r.Count, r.Since.Format(time.RFC3339))})
+		}
+	}
+}
+
 func setRateHeaders(c *gin.Context, d auth.Decision) {
 	c.Header("X-RateLimit-Limit", strconv.Itoa(d.Limit))
 	c.Header("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
 }
-
-// errThrottled is recorded for a login refused by the throttle.
-var errThrottled = errors.New("throttled")
 
 // tooMany answers 429 with Retry-After and X-RateLimit-Reset, as Laravel's
 // throttle does.
@@ -77,9 +111,9 @@ func (s *server) captchaAllowed(c *gin.Context) bool {
 }
 
 // captchaBudgetKey is the one place that says whose captcha budget a
-// request spends: the client IP. (Counting IPv6 clients by their /64, as
-// the login throttle does, belongs here.)
-func captchaBudgetKey(c *gin.Context) string { return c.ClientIP() }
+// request spends: the client's throttle key, as for logins (an IPv4
+// address, or an IPv6 /64).
+func captchaBudgetKey(c *gin.Context) string { return auth.ThrottleKey(c.ClientIP()) }
 
 func (s *server) newCaptcha(c *gin.Context) {
 	if !s.captchaAllowed(c) {

@@ -173,10 +173,12 @@ func knownMethod(method string) string {
 }
 
 // handler serves /metrics to loopback and the allowed networks only: the
-// numbers tell an attacker how the box is doing.
+// numbers tell an attacker how the box is doing. It judges the client's
+// address as resolved through --trusted-proxies: behind a local TLS proxy
+// every TCP peer is loopback.
 func (m *metrics) handler() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ip := net.ParseIP(c.RemoteIP())
+		ip := net.ParseIP(c.ClientIP())
 		ok := ip != nil && ip.IsLoopback()
 		for _, n := range m.allow {
 			ok = ok || (ip != nil && n.Contains(ip))

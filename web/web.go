@@ -92,6 +92,10 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	if opt.CaptchaLimit == nil {
 		opt.CaptchaLimit = auth.NewWindow(captchaPerIP, captchaWindow, auth.DefaultMaxCounters, time.Now)
 	}
+	if opt.Throttle != nil {
+		// Failures of existing logins are counted by user id.
+		opt.Throttle.SetUsers(svc)
+	}
 	s := &server{
 		svc: svc, log: opt.Logger, throttle: opt.Throttle,
 		captchas: opt.Captchas, requireCaptcha: opt.RequireCaptcha, captchaLimit: opt.CaptchaLimit,
@@ -113,7 +117,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 
-	r.Use(s.metrics.observe, s.logRequests, s.recover, limitBody(opt.BodyLimit))
+	r.Use(joinForwardedFor, s.metrics.observe, s.logRequests, s.recover, limitBody(opt.BodyLimit))
 	r.NoRoute(s.notFound)
 	r.NoMethod(s.methodNotAllowed)
 
@@ -126,6 +130,17 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
 	return r, nil
+}
+
+// joinForwardedFor makes every X-Forwarded-For line count: Gin reads only
+// the first, and a proxy that appends a line of its own (HAProxy's option
+// forwardfor) would leave the client's own first line to name the client.
+// Joined, the rightmost address that is not a trusted proxy wins.
+func joinForwardedFor(c *gin.Context) {
+	if v := c.Request.Header.Values("X-Forwarded-For"); len(v) > 1 {
+		c.Request.Header.Set("X-Forwarded-For", strings.Join(v, ","))
+	}
+	c.Next()
 }
 
 // realm tells which API a path belongs to, so errors outside any handler
