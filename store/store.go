@@ -159,6 +159,9 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	if err != nil {
 		_ = db.bolt.Close()
+		if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("database %s is %w", path, err)
+		}
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	go db.touches.loop(db)
