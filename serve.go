@@ -58,9 +58,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer runtime.GOMAXPROCS(workers)
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
-	// Open checks every page of the file before anything reads it (see
-	// store.Open): a damaged database stops serve here, with what to do.
-	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery})
+	// Open refuses a file whose meta pages or schema are damaged. The walk
+	// of every page takes longer on a large file than a start may, so it
+	// runs beside the start: it holds off every write until it has passed,
+	// /healthz answers 503 meanwhile, and a damaged file stops serve.
+	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery, CheckLater: true})
 	if err != nil {
 		return err
 	}
@@ -69,6 +71,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, getenv, stdout, log); err != nil {
 		return fmt.Errorf("creating the first admin: %w", err)
 	}
+	checkStart := time.Now()
+	checkDone := db.CheckInBackground()
+	checked := make(chan struct{})
 
 	// Whatever goes wrong in the background (a panic in a goroutine, damage
 	// the store finds in its file) stops serve cleanly with a non-zero exit
@@ -84,7 +89,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer auditor.Close()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
-	goSafe(fatal, "sweep", func() { sweep(sweepCtx, db, log) }, func() { close(swept) })
+	goSafe(fatal, "sweep", func() {
+		select {
+		case <-checked:
+			sweep(sweepCtx, db, log)
+		case <-sweepCtx.Done():
+		}
+	}, func() { close(swept) })
 	// The sweep must be out of the database before it closes.
 	defer func() { stopSweep(); <-swept }()
 
@@ -143,15 +154,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}()
 	var failed error
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case <-db.Failed():
-		failed = db.Failure()
-	case <-fatal.done:
-		failed = fatal.err
+wait:
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case err := <-checkDone:
+			if err != nil {
+				failed = err
+				break wait
+			}
+			log.Info("database checked", "took", time.Since(checkStart).Round(time.Millisecond))
+			checkDone = nil
+			close(checked)
+		case <-db.Failed():
+			failed = db.Failure()
+			break wait
+		case <-fatal.done:
+			failed = fatal.err
+			break wait
+		}
 	}
 	if failed != nil {
 		// Logged once, with the stack of a panic, here; the error itself
@@ -275,6 +300,11 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 			log.Warn("the database has no users left; add one with: vmsauth user add --login NAME --api admin --permissions all")
 		}
 		return nil
+	}
+	// The admin is the first write: the file must be sound before it (a
+	// file with no user is small; the check is quick).
+	if err := db.Check(); err != nil {
+		return err
 	}
 	password := getenv("VMSAUTH_ADMIN_PASSWORD")
 	generated := password == ""

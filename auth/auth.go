@@ -212,7 +212,8 @@ type Store interface {
 	RotateRefresh(old TokenHash, s *Session, r *Refresh) error
 
 	// Health is nil while the store can be trusted: it wraps
-	// ErrStoreDamaged once a read or write found the file damaged, and
-	// ErrStoreWriteFailed while its last write failed.
+	// ErrStoreDamaged once a read or write found the file damaged,
+	// ErrStoreWriteFailed while its last write failed, and
+	// ErrStoreChecking until its start-up check has passed.
 	Health() error
 }

@@ -27,10 +27,11 @@ var (
 
 	// What a Store's Health reports, for /healthz to name without telling
 	// a client more: the file is damaged (nothing more can be trusted of
-	// it), or the last write failed (a full disk, say) and none has
-	// succeeded since.
+	// it), the last write failed (a full disk, say) and none has succeeded
+	// since, or the check of the file that follows a start has not finished.
 	ErrStoreDamaged     = errors.New("damaged")
 	ErrStoreWriteFailed = errors.New("the last database write failed")
+	ErrStoreChecking    = errors.New("the database check has not finished")
 )
 
 // PanicError is a panic recovered in a goroutine that must not take the

@@ -35,6 +35,7 @@ const restoreAdvice = "stop vmsauth and restore a backup (vmsauth restore)"
 // health is what the store knows of its file's state.
 type health struct {
 	lastWrite atomic.Pointer[error] // the last write's error; nil after a success
+	unchecked atomic.Bool           // Open left the walk of the pages to CheckInBackground
 
 	failOnce sync.Once
 	failed   chan struct{} // closed by fail
@@ -70,6 +71,9 @@ func (db *DB) Failure() error {
 func (db *DB) Health() error {
 	if err := db.Failure(); err != nil {
 		return err
+	}
+	if db.health.unchecked.Load() {
+		return auth.ErrStoreChecking
 	}
 	if p := db.health.lastWrite.Load(); p != nil {
 		return fmt.Errorf("%w: %w", auth.ErrStoreWriteFailed, *p)

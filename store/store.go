@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,12 @@ type Options struct {
 	// checks that read the file also give them back every readRelease.
 	// Full scans and activity flushes give theirs back, whatever this is.
 	ReleaseEvery time.Duration
+	// CheckLater leaves the walk of every page out of Open, for the caller
+	// to start with CheckInBackground right after: on a large file the
+	// walk takes longer than a start may (see README, Performance). Open
+	// still checks the meta pages and the schema, and Health reports
+	// auth.ErrStoreChecking until the walk has passed.
+	CheckLater bool
 }
 
 // initialMmapSize is the map bbolt starts with. A modest map up front means
@@ -114,10 +121,11 @@ func Open(path string, opts Options) (*DB, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Second
 	}
-	if err := checkFile(path, opts.Timeout); err != nil {
+	if err := checkFile(path, opts.Timeout, !opts.CheckLater); err != nil {
 		return nil, err
 	}
 	db := &DB{path: path, touches: newTouches(), health: newHealth()}
+	db.health.unchecked.Store(opts.CheckLater)
 	// bbolt reads the meta pages and the free list as it opens, trusting
 	// them; checkFile has checked them, but the file is another process's
 	// to change between the two.
@@ -159,7 +167,10 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	if err != nil {
 		_ = db.bolt.Close()
-		if errors.Is(err, ErrDamaged) {
+		switch {
+		case db.Failure() != nil:
+			return nil, err // the guard's error, which names the file
+		case errors.Is(err, ErrDamaged):
 			return nil, fmt.Errorf("database %s is %w", path, err)
 		}
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -196,13 +207,16 @@ func inspect(tx *bolt.Tx) (uint64, error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		var names []string
-		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error { names = append(names, string(name)); return nil })
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			names = append(names, strconv.Quote(string(name)))
+			return nil
+		})
 		if len(names) == 0 {
 			return 0, nil
 		}
 		for _, b := range schemaBuckets {
 			for _, name := range names {
-				if slices.Contains(b, name) {
+				if slices.Contains(b, strings.Trim(name, `"`)) {
 					return 0, fmt.Errorf("%w: its bucket meta is missing (it holds %s); %s", ErrDamaged, strings.Join(names, ", "), restoreAdvice)
 				}
 			}
@@ -313,23 +327,50 @@ func (db *DB) Backup(w io.Writer) (n int64, err error) {
 // and reports the first inconsistency; nil means the file is sound. On a
 // writable database it holds off writes meanwhile.
 func (db *DB) Check() error {
-	check := func() error {
-		f, err := os.Open(db.path)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return verifyFile(f, db.path)
-	}
 	if db.bolt.IsReadOnly() {
-		return check() // and no other process writes: we hold a shared lock
+		// No other process writes: Open holds a shared lock.
+		return db.walk()
 	}
-	var err error
-	_ = db.bolt.Update(func(*bolt.Tx) error {
-		err = check()
-		return errRollback
-	})
-	return err
+	return <-db.CheckInBackground()
+}
+
+// CheckInBackground is Check in a goroutine of its own, whose result it
+// returns. It takes the writer lock before it returns, and keeps it until
+// the walk is over: reads go on meanwhile, but no write reaches the file
+// before it is known to be sound, since writing into a damaged tree can
+// spread the damage.
+func (db *DB) CheckInBackground() <-chan error {
+	result := make(chan error, 1)
+	locked := make(chan struct{})
+	var once sync.Once
+	go func() {
+		defer once.Do(func() { close(locked) })
+		var err error
+		berr := db.bolt.Update(func(*bolt.Tx) error {
+			once.Do(func() { close(locked) })
+			err = db.guarded(db.walk)
+			return errRollback
+		})
+		if !errors.Is(berr, errRollback) {
+			err = berr
+		}
+		if err == nil {
+			db.health.unchecked.Store(false)
+		}
+		result <- err
+	}()
+	<-locked
+	return result
+}
+
+// walk walks every page of the file, reading it apart from bbolt.
+func (db *DB) walk() error {
+	f, err := os.Open(db.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return verifyFile(f, db.path, true)
 }
 
 // errRollback makes bbolt roll back a transaction that wrote nothing.

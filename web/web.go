@@ -271,6 +271,8 @@ func healthReason(err error) string {
 		return "database damaged"
 	case errors.Is(err, auth.ErrStoreWriteFailed):
 		return "database write failed"
+	case errors.Is(err, auth.ErrStoreChecking):
+		return "database check running"
 	}
 	return "database unavailable"
 }
