@@ -202,23 +202,23 @@ wait:
 	return nil
 }
 
-// fatal is the first failure that must stop serve.
-type fatal struct {
+// fatalStop is the first failure that must stop serve.
+type fatalStop struct {
 	once sync.Once
 	done chan struct{}
 	err  error
 }
 
-func newFatal() *fatal { return &fatal{done: make(chan struct{})} }
+func newFatal() *fatalStop { return &fatalStop{done: make(chan struct{})} }
 
-func (f *fatal) stop(err error) {
+func (f *fatalStop) stop(err error) {
 	f.once.Do(func() { f.err = err; close(f.done) })
 }
 
 // goSafe runs fn in a goroutine, then after (always). A panic in fn stops
 // serve through f instead of killing the process: systemd would restart
 // it into the same panic, with nothing said but a stack trace.
-func goSafe(f *fatal, name string, fn, after func()) {
+func goSafe(f *fatalStop, name string, fn, after func()) {
 	go func() {
 		defer after()
 		defer func() {
