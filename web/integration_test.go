@@ -341,7 +341,7 @@ func TestInternalError(t *testing.T) {
 			http.StatusInternalServerError, internal},
 		{"IntegrationRefresh", "POST", "/v1/token/refresh", map[string]any{"refresh_token": "x"}, nil, http.StatusInternalServerError, internal},
 		{"IntegrationToken", "GET", "/v1/me", nil, authz(integration), http.StatusInternalServerError, internal},
-		{"Healthz", "GET", "/healthz", nil, nil, http.StatusServiceUnavailable, `{"status":"unavailable"}`},
+		{"Healthz", "GET", "/healthz", nil, nil, http.StatusServiceUnavailable, `{"status":"unavailable","reason":"database unavailable"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

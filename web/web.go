@@ -338,6 +338,21 @@ func guessClient(ua string) string {
 	return "other"
 }
 
+// healthReason names why the store is unhealthy, in words fit for anyone
+// who can reach /healthz: the kind of trouble, never a path or a cause,
+// which go to the log.
+func healthReason(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrStoreDamaged):
+		return "database damaged"
+	case errors.Is(err, auth.ErrStoreWriteFailed):
+		return "database write failed"
+	case errors.Is(err, auth.ErrStoreChecking):
+		return "database check running"
+	}
+	return "database unavailable"
+}
+
 // clip bounds a header value kept in the store.
 func clip(s string, n int) string {
 	if len(s) > n {
@@ -349,7 +364,7 @@ func clip(s string, n int) string {
 func (s *server) healthz(c *gin.Context) {
 	if err := s.svc.Health(); err != nil {
 		s.log.Error("health check failed", "err", err)
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable"})
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": healthReason(err)})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
