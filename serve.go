@@ -89,7 +89,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
-	h, err := web.New(svc, web.Options{
+	hs, err := web.NewHandlers(svc, web.Options{
 		TrustedProxies: proxies,
 		Logger:         log,
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{
@@ -104,7 +104,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	srv := web.NewServer(cfg.Listen, h)
+	srv := web.NewServer(cfg.Listen, hs.Main)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
@@ -122,8 +122,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "http"
 	}
 	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
+	faSrv, faLn, err := openForwardAuth(&cfg, hs.ForwardAuth, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	servers := []*http.Server{srv}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if cfg.InsecureHTTP {
 			errc <- srv.Serve(ln)
@@ -131,22 +137,36 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			errc <- srv.ServeTLS(ln, certFile, keyFile)
 		}
 	}()
+	if faSrv != nil {
+		servers = append(servers, faSrv)
+		go func() { errc <- faSrv.Serve(faLn) }()
+	}
 	select {
 	case err := <-errc:
+		// One listener failed: the other stops too (its unix socket, if
+		// any, is removed as it closes).
+		for _, s := range servers {
+			s.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown did not finish in time; closing", "err", err)
-		srv.Close()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("shutdown did not finish in time; closing", "err", err)
+			s.Close()
+		}
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	var firstErr error
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && firstErr == nil {
+			firstErr = err
+		}
 	}
-	return nil
+	return firstErr
 }
 
 // releaseEvery is how often serve gives back the pages of the database file
