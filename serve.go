@@ -121,12 +121,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.InsecureHTTP {
 		scheme = "http"
 	}
-	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
+	// Both listeners are open before the line that says the service listens.
 	faSrv, faLn, err := openForwardAuth(&cfg, hs.ForwardAuth, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
+	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
 	servers := []*http.Server{srv}
 
 	errc := make(chan error, 2)
