@@ -29,6 +29,10 @@ func needTool(t *testing.T, name string) string {
 	if err == nil {
 		return path
 	}
+	// Debian puts nginx in /usr/sbin, which a user's PATH may lack.
+	if path, err := exec.LookPath("/usr/sbin/" + name); err == nil {
+		return path
+	}
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s not found; the proxy tests must run in CI (apt-get install %s)", name, name)
 	}
