@@ -142,6 +142,46 @@ func openPath(t *testing.T, dir string) {
 	}
 }
 
+// countingRelay forwards loopback TCP connections to the unix socket at
+// target and counts them, to see whether a proxy keeps its connections to
+// vmsauth alive.
+func countingRelay(t *testing.T, target string) (addr string, conns func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	n := 0
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			n++
+			mu.Unlock()
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("unix", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
 // proxied is one running vmsauth with its tokens and socket.
 type proxied struct {
 	base, sock         string // HTTPS listener, forward-auth socket
@@ -263,6 +303,7 @@ func TestForwardAuthNginx(t *testing.T) {
 	backendAddr, backend := startBackend(t)
 	prefix := t.TempDir()
 	port := freePort(t)
+	relay, relayed := countingRelay(t, p.sock)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user nobody nogroup;"
@@ -287,6 +328,10 @@ http {
         keepalive 32;
     }
     upstream backend { server %[4]s; }
+    upstream counted {
+        server %[7]s;
+        keepalive 32;
+    }
 
     server {
         listen 127.0.0.1:%[5]d;
@@ -329,6 +374,19 @@ http {
             proxy_set_header Content-Length "";
         }
 
+        location /counted/ {
+            auth_request /_vmsauth_counted;
+            proxy_pass http://backend;
+        }
+        location = /_vmsauth_counted {
+            internal;
+            proxy_pass http://counted/auth/verify;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }
+
         location /https/ {
             auth_request /_vmsauth_https;
             auth_request_set $auth_user_id $upstream_http_x_auth_user_id;
@@ -350,13 +408,27 @@ http {
         }
     }
 }
-`, user, prefix, p.sock, backendAddr, port, p.base)
+`, user, prefix, p.sock, backendAddr, port, p.base, relay)
 	confPath := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	startProxy(t, port, nil, nginx, "-e", "stderr", "-p", prefix, "-c", confPath, "-g", "daemon off;")
-	checkProxy(t, fmt.Sprintf("http://127.0.0.1:%d", port), p, backend)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	checkProxy(t, url, p, backend)
+	t.Run("KeepAlive", func(t *testing.T) {
+		// nginx keeps an upstream connection for the next auth_request
+		// only when the answer has no body: one connection for them all.
+		c := &http.Client{}
+		for i := range 20 {
+			if code, body, _ := get(t, c, url+"/counted/x", p.admin); code != 200 || body != "backend" {
+				t.Fatalf("request %d: %d %q", i, code, body)
+			}
+		}
+		if n := relayed(); n != 1 {
+			t.Fatalf("20 checks took %d connections to vmsauth; want 1, kept alive", n)
+		}
+	})
 }
 
 func TestForwardAuthCaddy(t *testing.T) {

@@ -161,14 +161,17 @@ func TestForwardAuthSocket(t *testing.T) {
 
 	tok := integrationToken(t, base, "admin", "admin-password")
 	c := unixClient(sock)
-	if code, _, h := get(t, c, "http://vmsauth/auth/verify?permission=users-view", tok); code != 200 || h.Get("X-Auth-Login") != "admin" {
-		t.Errorf("verify with a good token: %d, X-Auth-Login %q", code, h.Get("X-Auth-Login"))
+	// A 200 without a body, so that nginx keeps the connection (see
+	// TestForwardAuthNginx/KeepAlive); refusals keep theirs.
+	if code, body, h := get(t, c, "http://vmsauth/auth/verify?permission=users-view", tok); code != 200 ||
+		h.Get("X-Auth-Login") != "admin" || body != "" || h.Get("Content-Length") != "0" {
+		t.Errorf("verify with a good token: %d, X-Auth-Login %q, body %q, Content-Length %q", code, h.Get("X-Auth-Login"), body, h.Get("Content-Length"))
 	}
 	if code, body, _ := get(t, c, "http://vmsauth/auth/verify", ""); code != 401 || !strings.Contains(body, "Unauthenticated") {
 		t.Errorf("verify without a token: %d %s", code, body)
 	}
-	if code, _, _ := get(t, c, "http://vmsauth/healthz", ""); code != 200 {
-		t.Errorf("healthz: %d", code)
+	if code, body, _ := get(t, c, "http://vmsauth/healthz", ""); code != 200 || body != `{"status":"ok"}` {
+		t.Errorf("healthz: %d %s", code, body)
 	}
 	// Nothing else: no logins, no metrics, no admin page.
 	for _, path := range []string{"/metrics", "/", "/api/v1/captcha", "/api/admin/v1/auth/user", "/v1/me"} {
