@@ -238,3 +238,35 @@ func TestForwardAuthRefusesNonSocket(t *testing.T) {
 		t.Fatalf("the file at the socket's path was changed: %q", b)
 	}
 }
+
+// TestForwardAuthRefusesLiveSocket: a socket another process answers on is
+// not taken from it.
+func TestForwardAuthRefusesLiveSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fa.sock")
+	other, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	getenv := envOf("VMSAUTH_DATA", dir, "VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password")
+	var stdout, stderr syncBuffer
+	code := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, getenv, strings.NewReader(""), &stdout, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "in use by another process") {
+		t.Fatalf("exit %d, stderr %q; want a refusal", code, stderr.String())
+	}
+	if c, err := net.Dial("unix", path); err != nil {
+		t.Fatalf("the other process lost its socket: %v", err)
+	} else {
+		c.Close()
+	}
+}
