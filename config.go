@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/web"
 )
 
 // config is everything serve can be told. Each field is one flag, and each
@@ -26,6 +28,7 @@ type config struct {
 	TLSKey         string
 	InsecureHTTP   bool
 	TrustedProxies string
+	MaxConnsPerIP  int
 	Captcha        bool
 	IPLimit        int
 	LoginLimit     int
@@ -65,6 +68,7 @@ func serveFlags(c *config) *flag.FlagSet {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file, with --tls-cert")
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", false, "serve plain HTTP (only behind a TLS proxy)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated CIDRs or addresses whose X-Forwarded-For is believed")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", web.DefaultMaxConnsPerIP, "connections one client address (IPv6: /64) may hold open; loopback and trusted proxies exempt; 0 = no cap")
 	fs.BoolVar(&c.Captcha, "captcha", true, "require a captcha on client logins (--captcha=false turns it off)")
 	fs.IntVar(&c.IPLimit, "throttle-ip-limit", auth.DefaultIPLimit, "login requests allowed per client IP per window")
 	fs.IntVar(&c.LoginLimit, "throttle-login-limit", auth.DefaultLoginLimit, "failed logins allowed per login name per window")
@@ -143,6 +147,9 @@ func (c *config) validate() error {
 	if _, err := c.proxies(); err != nil {
 		return err
 	}
+	if c.MaxConnsPerIP < 0 || c.MaxConnsPerIP > 1000000 {
+		return fmt.Errorf("--max-conns-per-ip %d: want 0 (no cap) to 1000000", c.MaxConnsPerIP)
+	}
 	if c.IPLimit < 1 || c.LoginLimit < 1 || c.IPLimit > 100000 || c.LoginLimit > 100000 {
 		return errors.New("--throttle-ip-limit and --throttle-login-limit must be from 1 to 100000")
 	}
@@ -188,6 +195,22 @@ func (c *config) proxies() ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// connLimit is the per-address connection cap of --max-conns-per-ip.
+// Loopback and --trusted-proxies peers are exempt: a reverse proxy on the
+// box or in front of it carries many clients' connections.
+func (c *config) connLimit(log *slog.Logger) web.ConnLimit {
+	exempt := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	proxies, _ := c.proxies()
+	for _, p := range proxies {
+		if pre, err := netip.ParsePrefix(p); err == nil {
+			exempt = append(exempt, pre.Masked())
+		} else if a, err := netip.ParseAddr(p); err == nil {
+			exempt = append(exempt, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return web.ConnLimit{Max: c.MaxConnsPerIP, Exempt: exempt, Logger: log}
 }
 
 // metricsAllow parses --metrics-allow; a bare address is a one-host network.

@@ -166,15 +166,15 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 	return mux
 }
 
-// listenControl opens the control socket, owner-only. A stale socket left
-// by a crash is removed: holding the database lock proves no other serve
-// is using it.
+// listenControl opens the control socket, owner-only from the moment it
+// exists (listenPrivate). A stale socket left by a crash is removed:
+// holding the database lock proves no other serve is using it.
 func listenControl(dataDir string) (net.Listener, error) {
 	path := filepath.Join(dataDir, socketFile)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, err
 	}

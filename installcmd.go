@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"vmsauth/install"
@@ -15,6 +17,9 @@ import (
 // serviceDataDir is where the installed service keeps its data unless
 // --data says otherwise; systemd's StateDirectory for the unit.
 const serviceDataDir = "/var/lib/vmsauth"
+
+// serviceAccount is the system user the installed service runs as.
+const serviceAccount = "vmsauth"
 
 // Tests set these to install a user unit against a fake systemctl, without
 // root and without systemd; false and nil mean the real host.
@@ -38,8 +43,16 @@ func serviceCommand(action string, args []string, getenv func(string) string, st
 		HasSystemd:  serviceHasSystemd,
 	}
 	if action == "install" {
-		serveArgs, data, err := installArgs(args, stderr)
+		serveArgs, c, err := installArgs(args, stderr)
 		if err != nil {
+			return serviceError(action, err)
+		}
+		if !serviceUser {
+			// A user unit runs as its user; only a system unit gets one.
+			cfg.User = serviceAccount
+			cfg.Reads = slices.DeleteFunc([]string{c.TLSCert, c.TLSKey}, func(p string) bool { return p == "" })
+		}
+		if cfg.Capabilities, err = listenCapabilities(c.Listen); err != nil {
 			return serviceError(action, err)
 		}
 		exe, err := os.Executable()
@@ -51,7 +64,7 @@ func serviceCommand(action string, args []string, getenv func(string) string, st
 		if err != nil {
 			return serviceError(action, fmt.Errorf("finding this program's path: %w", err))
 		}
-		cfg.Executable, cfg.Args, cfg.DataDir = exe, append([]string{"serve"}, serveArgs...), data
+		cfg.Executable, cfg.Args, cfg.DataDir = exe, append([]string{"serve"}, serveArgs...), c.Data
 	} else if len(args) > 0 {
 		fmt.Fprintf(stderr, "vmsauth %s: unexpected argument %q\n", action, args[0])
 		return errUsage
@@ -65,7 +78,11 @@ func serviceCommand(action string, args []string, getenv func(string) string, st
 	case "install":
 		if err = svc.Install(); err == nil {
 			path, _ := svc.UnitPath()
-			fmt.Fprintf(stdout, "installed %s (data in %s); start it with: vmsauth start\n", path, cfg.DataDir)
+			who := ""
+			if cfg.User != "" {
+				who = "runs as user " + cfg.User + ", "
+			}
+			fmt.Fprintf(stdout, "installed %s (%sdata in %s); start it with: vmsauth start\n", path, who, cfg.DataDir)
 		}
 	case "uninstall":
 		if err = svc.Uninstall(); err == nil {
@@ -88,28 +105,28 @@ func serviceCommand(action string, args []string, getenv func(string) string, st
 // installArgs checks the serve flags now, as serve will read them at boot,
 // so a typo fails here and not in the journal. It returns them in one
 // canonical --name=value form with --data defaulting to serviceDataDir,
-// and the data directory.
-func installArgs(args []string, stderr io.Writer) ([]string, string, error) {
+// and the configuration they make.
+func installArgs(args []string, stderr io.Writer) ([]string, *config, error) {
 	var c config
 	fs := serveFlags(&c)
 	noEnv := func(string) string { return "" }
 	if err := parseFlags(fs, args, noEnv, stderr); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if given["print-config"] {
-		return nil, "", errors.New("--print-config is not a service option")
+		return nil, nil, errors.New("--print-config is not a service option")
 	}
 	if !given["data"] {
 		c.Data = serviceDataDir
 	}
 	// Set marks the flag as given, so the loop below writes it out.
 	if err := fs.Set("data", filepath.Clean(c.Data)); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	if err := c.validate(); err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	// The unit runs with / as working directory and ProtectHome=yes, and
 	// a missing certificate would only show at boot.
@@ -121,18 +138,55 @@ func installArgs(args []string, stderr io.Writer) ([]string, string, error) {
 			continue
 		}
 		if !filepath.IsAbs(p.path) {
-			return nil, "", fmt.Errorf("%s %q: the service needs an absolute path", p.flag, p.path)
+			return nil, nil, fmt.Errorf("%s %q: the service needs an absolute path", p.flag, p.path)
 		}
 		if underAny(p.path, "/home", "/root", "/run/user") {
-			return nil, "", fmt.Errorf("%s %q: the service cannot reach /home, /root or /run/user (ProtectHome=yes)", p.flag, p.path)
+			return nil, nil, fmt.Errorf("%s %q: the service cannot reach /home, /root or /run/user (ProtectHome=yes)", p.flag, p.path)
 		}
 		if _, err := os.Stat(p.path); p.mustExist && err != nil {
-			return nil, "", fmt.Errorf("%s: %v", p.flag, err)
+			return nil, nil, fmt.Errorf("%s: %v", p.flag, err)
 		}
+	}
+	if err := takeableDataDir(c.Data); err != nil {
+		return nil, nil, err
 	}
 	var out []string
 	fs.Visit(func(f *flag.Flag) { out = append(out, "--"+f.Name+"="+f.Value.String()) })
-	return out, c.Data, nil
+	return out, &c, nil
+}
+
+// takeableDataDir refuses a data directory that holds files but no vmsauth
+// database: install gives the whole directory to the service user, which
+// must not happen to, say, /srv or /var/lib given by mistake.
+func takeableDataDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--data %q: %v", dir, err)
+	}
+	if len(entries) == 0 || slices.ContainsFunc(entries, func(e os.DirEntry) bool { return e.Name() == databaseFile }) {
+		return nil
+	}
+	return fmt.Errorf("--data %q holds files but no %s; install gives the data directory to user %s, so name an empty or new directory, or one a vmsauth service used", dir, databaseFile, serviceAccount)
+}
+
+// listenCapabilities is what the service needs to listen on addr: the
+// right to bind a port below 1024, or nothing.
+func listenCapabilities(addr string) ([]string, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %v", addr, err)
+	}
+	n, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %v", addr, err)
+	}
+	if n > 0 && n < 1024 {
+		return []string{"CAP_NET_BIND_SERVICE"}, nil
+	}
+	return nil, nil
 }
 
 func underAny(path string, dirs ...string) bool {

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -215,7 +216,8 @@ func TestUserCommands(t *testing.T) {
 	mustRun("operator-pw\n", "user", "add", "--login", "op", "--permissions", "cameras-view,archive-view", "--sessions-limit", "2")
 
 	out = mustRun("", "user", "list")
-	if !strings.Contains(out, "Tech") || !strings.Contains(out, "op") {
+	// "Tech" is stored as "tech": logins are prepared in lower case.
+	if !strings.Contains(out, "tech") || !strings.Contains(out, "op") {
 		t.Fatalf("list:\n%s", out)
 	}
 	out = mustRun("", "user", "show", "tech") // logins are case-insensitive
@@ -304,6 +306,7 @@ func TestConfig(t *testing.T) {
 		{"HalfTLS", envOf(), []string{"--tls-cert", "x.pem"}, "--tls-key"},
 		{"BadProxy", envOf(), []string{"--trusted-proxies", "10.0.0.0/8,proxy"}, "--trusted-proxies"},
 		{"BadLicense", envOf(), []string{"--analytic-licenses", "analytic_l1=5/9"}, "--analytic-licenses"},
+		{"BadMaxConns", envOf("VMSAUTH_MAX_CONNS_PER_IP", "-1"), nil, "--max-conns-per-ip"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := cli(t, tt.getenv, "", append([]string{"serve", "--print-config"}, tt.args...)...)
@@ -311,6 +314,32 @@ func TestConfig(t *testing.T) {
 				t.Fatalf("exit %d, output %q; want an error naming %s", code, out+errOut, tt.want)
 			}
 		})
+	}
+}
+
+// TestConnLimitConfig: loopback and every trusted proxy are exempt from
+// the per-address connection cap; other peers are capped.
+func TestConnLimitConfig(t *testing.T) {
+	c := config{MaxConnsPerIP: 7, TrustedProxies: "10.0.0.0/8, 192.0.2.1,2001:db8::/32"}
+	lim := c.connLimit(nil)
+	exempt := func(ip string) bool {
+		for _, p := range lim.Exempt {
+			if p.Contains(netip.MustParseAddr(ip)) {
+				return true
+			}
+		}
+		return false
+	}
+	for ip, want := range map[string]bool{
+		"127.0.0.1": true, "127.9.9.9": true, "::1": true, "10.1.2.3": true, "192.0.2.1": true,
+		"2001:db8:5::1": true, "192.0.2.2": false, "198.51.100.1": false, "2001:db9::1": false,
+	} {
+		if exempt(ip) != want {
+			t.Errorf("%s exempt = %v, want %v", ip, !want, want)
+		}
+	}
+	if lim.Max != 7 {
+		t.Errorf("Max = %d", lim.Max)
 	}
 }
 

@@ -71,6 +71,9 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
+	if err := giveToDirOwner(dataDir); err != nil { // FILE may be in it
+		return err
+	}
 	fmt.Fprintf(stdout, "Backup written to %s (%d bytes, checked).\n", file, n)
 	return nil
 }
@@ -186,6 +189,9 @@ func restoreCommand(args []string, getenv func(string) string, stdout, stderr io
 		return err
 	}
 	if err := web.WriteFileAtomic(live, src, 0o600); err != nil {
+		return err
+	}
+	if err := giveToDirOwner(dataDir); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Restored %s into %s.\n", file, live)

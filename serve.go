@@ -26,6 +26,9 @@ const shutdownGrace = 20 * time.Second
 // databaseFile is the bbolt file inside the data directory.
 const databaseFile = "vmsauth.db"
 
+// captchaSecretFile holds the secret that seals captcha keys.
+const captchaSecretFile = "captcha-secret"
+
 // initialPasswordFile keeps the generated first admin password for an
 // installer who missed it on the console.
 const initialPasswordFile = "initial-admin-password"
@@ -57,11 +60,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer runtime.GOMAXPROCS(workers)
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
+	acfg.Logger = log
 	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	// Rehashes that logins started finish before the database closes.
+	defer svc.Wait()
 
 	if err := bootstrapAdmin(ctx, svc, cfg.Data, getenv, stdout); err != nil {
 		return fmt.Errorf("creating the first admin: %w", err)
@@ -87,6 +93,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Commands in flight on the socket finish before the database closes.
 	defer func() { stopCtl(); <-ctlDone }()
 
+	secret, err := captchaSecret(cfg.Data, log)
+	if err != nil {
+		return err
+	}
+	captchas, err := captcha.New(captcha.Config{Secret: secret})
+	if err != nil {
+		return err
+	}
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
 	hs, err := web.NewHandlers(svc, web.Options{
@@ -95,7 +109,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{
 			IPLimit: cfg.IPLimit, LoginLimit: cfg.LoginLimit, Window: cfg.ThrottleWindow,
 		}),
-		Captchas:       captcha.New(captcha.Config{}),
+		Captchas:       captchas,
 		RequireCaptcha: cfg.Captcha,
 		Audit:          auditor,
 		LiveSessions:   func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
@@ -113,10 +127,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("self-signed certificate: %w", err)
 		}
 	}
+	// The first admin's password and the self-signed key are new files.
+	if err := giveToDirOwner(cfg.Data); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	ln = web.LimitConns(ln, cfg.connLimit(log))
 	scheme := "https"
 	if cfg.InsecureHTTP {
 		scheme = "http"
@@ -212,6 +231,10 @@ func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := giveToDirOwner(dir); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
 	svc, err := auth.New(db, acfg)
 	if err != nil {
 		db.Close()
@@ -246,4 +269,31 @@ func bootstrapAdmin(ctx context.Context, svc *auth.Service, dir string, getenv f
 	}
 	fmt.Fprintf(stdout, "Created the first admin user \"admin\" with password: %s\n(also kept in %s; change it after the first login)\n", password, path)
 	return nil
+}
+
+// captchaSecret returns the secret that seals captcha keys, kept in
+// DATA/captcha-secret (0600) and made on first start. A missing file is
+// made anew even beside an existing database: that only voids the captchas
+// pending at the time. A file of the wrong size is refused, not replaced:
+// it was written whole (WriteFileAtomic), so something else changed it, and
+// the operator should look.
+func captchaSecret(dir string, log *slog.Logger) ([]byte, error) {
+	path := filepath.Join(dir, captchaSecretFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) == captcha.SecretSize:
+		return b, nil
+	case err == nil:
+		return nil, fmt.Errorf("%s is damaged (%d bytes, want %d): remove it and start again (a new one voids only the captchas pending now)", path, len(b), captcha.SecretSize)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("captcha secret: %w", err)
+	}
+	if b, err = captcha.NewSecret(); err != nil {
+		return nil, err
+	}
+	if err := web.WriteFileAtomic(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("captcha secret: %w", err)
+	}
+	log.Info("made a new captcha secret", "file", path)
+	return b, nil
 }

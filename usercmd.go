@@ -107,7 +107,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		if err != nil {
 			return err
 		}
-		if _, err := svc.SetPassword(ctx, u.ID, password); err != nil {
+		if _, err := svc.SetPassword(ctx, auth.Root, u.ID, password); err != nil {
 			return err
 		}
 		if generated {
@@ -115,12 +115,12 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		}
 		fmt.Fprintf(stdout, "Password of %s changed; their sessions were ended.\n", u.Login)
 	case "disable", "enable":
-		if _, err := svc.SetDisabled(u.ID, sub == "disable"); err != nil {
+		if _, err := svc.SetDisabled(auth.Root, u.ID, sub == "disable"); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s is %sd.\n", u.Login, sub)
 	case "delete":
-		if err := svc.DeleteUser(u.ID); err != nil {
+		if err := svc.DeleteUser(auth.Root, u.ID); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s deleted.\n", u.Login)
@@ -134,7 +134,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		if sub == "revoke" {
 			change = svc.Revoke
 		}
-		u, err := change(u.ID, names)
+		u, err := change(auth.Root, u.ID, names)
 		if err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func addUser(ctx context.Context, svc *auth.Service, stdin io.Reader, stdout io.
 			return err
 		}
 	}
-	u, err := svc.CreateUser(ctx, n)
+	u, err := svc.CreateUser(ctx, auth.Root, n)
 	if err != nil {
 		return err
 	}

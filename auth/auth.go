@@ -159,6 +159,12 @@ type CreateOptions struct {
 	Replace string
 	// Refresh, when set, is stored with the session (integration logins).
 	Refresh *Refresh
+	// Check, when set, is given the user as stored in the transaction
+	// that writes the session; its error refuses the session. A login
+	// uses it to make sure the password it verified is still the user's,
+	// and that the account may still log in, whatever committed while it
+	// hashed. It must not call the store.
+	Check func(u *User) error
 }
 
 // Store keeps users, sessions and refresh tokens. Each method is one
@@ -176,17 +182,19 @@ type Store interface {
 	// CountUsers returns how many users exist.
 	CountUsers() (int, error)
 	// UpdateUser loads the user, lets fn change it and stores the result.
-	// When fn returns endSessions, every session and refresh token of the
-	// user is deleted in the same transaction. ErrUserNotFound, ErrLoginTaken,
-	// or fn's error (then nothing is written).
-	UpdateUser(id int64, fn func(u *User) (endSessions bool, err error)) (*User, error)
+	// The user's sessions of the APIs fn returns are deleted in the same
+	// transaction, and with the integration API its refresh tokens too.
+	// ErrUserNotFound, ErrLoginTaken, or fn's error (then nothing is
+	// written).
+	UpdateUser(id int64, fn func(u *User) (end []API, err error)) (*User, error)
 	// DeleteUser removes the user with its sessions and refresh tokens, or
 	// returns ErrUserNotFound.
 	DeleteUser(id int64) error
 
 	// CreateSession stores s after the checks in opt, all in one
-	// transaction. ErrSessionNotFound if opt.Replace names no session of the
-	// same user and API; *SessionLimitError if the limit is reached.
+	// transaction. ErrUserNotFound if its user is gone; opt.Check's error;
+	// ErrSessionNotFound if opt.Replace names no session of the same user
+	// and API; *SessionLimitError if the limit is reached.
 	CreateSession(s *Session, opt CreateOptions) error
 	// SessionByHash returns the session whose token hashes to h, live or not,
 	// with its user; ErrSessionNotFound if there is none. It is the token
@@ -197,6 +205,8 @@ type Store interface {
 	// UserSessions returns the user's sessions, live or not, oldest first.
 	UserSessions(userID int64) ([]*Session, error)
 	// DeleteSession ends a session by public id, or ErrSessionNotFound.
+	// A session of a refresh chain ends with every session and refresh
+	// token of its family.
 	DeleteSession(id string) error
 	// TouchSession records activity; a missing session is not an error, as it
 	// may have been ended meanwhile. The store may write it shortly after it

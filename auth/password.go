@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"math/big"
 	"runtime"
 	"strconv"
@@ -19,24 +20,48 @@ const (
 	MaxPassword = 72
 )
 
-// checkPasswordRules validates a new password into v.
+// Bcrypt costs an imported hash may have. Below 8 a hash is cheap to
+// crack and answers so fast that the time tells the login exists; above 14
+// one verification takes seconds (at 31, days), and two logins against it
+// would hold every hash worker.
+const (
+	MinImportCost = 8
+	MaxImportCost = 14
+)
+
+// checkPasswordRules validates a new password into v. The bounds are in
+// bytes, as bcrypt counts, and the messages say so ("min_bytes").
 func checkPasswordRules(v *ValidationError, field, pw string) {
 	switch {
 	case pw == "":
 		v.Add(field, "required", "")
 	case len(pw) < MinPassword:
-		v.Add(field, "min", strconv.Itoa(MinPassword))
+		v.Add(field, "min_bytes", strconv.Itoa(MinPassword))
 	case len(pw) > MaxPassword:
-		v.Add(field, "max", strconv.Itoa(MaxPassword))
+		v.Add(field, "max_bytes", strconv.Itoa(MaxPassword))
+	}
+}
+
+// checkImportedHash validates a bcrypt hash brought from another system.
+func checkImportedHash(v *ValidationError, field, hash string) {
+	if !ValidHash(hash) {
+		v.Add(field, "bcrypt", "")
+		return
+	}
+	if cost, _ := bcrypt.Cost([]byte(hash)); cost < MinImportCost || cost > MaxImportCost {
+		v.Add(field, "bcrypt_cost", strconv.Itoa(cost))
 	}
 }
 
 // hasher runs bcrypt on a pool no wider than the cores, so a flood of
 // password guesses queues here instead of starving token checks.
 type hasher struct {
-	cost  int
-	slots chan struct{}
-	dummy []byte
+	cost int
+	// maxCost is the highest cost verify runs: the highest an import may
+	// have, or the configured cost if that is higher.
+	maxCost int
+	slots   chan struct{}
+	dummy   []byte
 	// lift is how long a hash may wait for idle cores before it competes
 	// for them: a few times what one takes on a free core.
 	lift time.Duration
@@ -51,7 +76,7 @@ func newHasher(cost, width int) (*hasher, error) {
 		return nil, err
 	}
 	lift := max(4*time.Since(start), 50*time.Millisecond)
-	return &hasher{cost: cost, slots: make(chan struct{}, width), dummy: dummy, lift: lift}, nil
+	return &hasher{cost: cost, maxCost: max(cost, MaxImportCost), slots: make(chan struct{}, width), dummy: dummy, lift: lift}, nil
 }
 
 func (h *hasher) acquire(ctx context.Context) error {
@@ -65,20 +90,44 @@ func (h *hasher) acquire(ctx context.Context) error {
 
 func (h *hasher) release() { <-h.slots }
 
-// verify reports whether pw matches hash. An empty hash (unknown user) is
-// checked against the dummy so the answer takes the same time.
+// errUnverifiable means a stored hash is not one verify runs: not bcrypt,
+// or of a cost above maxCost. The login fails as a wrong password would.
+var errUnverifiable = errors.New("auth: stored password hash cannot be verified")
+
+// verify reports whether pw matches hash, taking at least as long as a
+// verification at the configured cost, so that the time does not tell an
+// unknown login (an empty hash, checked against the dummy) from a known
+// one. A hash cheaper than the configured cost is therefore followed by
+// the dummy too. A hash verify refuses to run costs the dummy, and
+// errUnverifiable.
 func (h *hasher) verify(ctx context.Context, hash, pw string) (bool, error) {
 	if err := h.acquire(ctx); err != nil {
 		return false, err
 	}
 	defer h.release()
+	cost, err := bcrypt.Cost([]byte(hash))
+	if hash != "" && (err != nil || cost > h.maxCost) {
+		h.lowPriority(func() { _ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pw)) })
+		return false, errUnverifiable
+	}
 	stored := []byte(hash)
 	if hash == "" {
 		stored = h.dummy
 	}
-	var err error
-	h.lowPriority(func() { err = bcrypt.CompareHashAndPassword(stored, []byte(pw)) })
+	h.lowPriority(func() {
+		err = bcrypt.CompareHashAndPassword(stored, []byte(pw))
+		if hash != "" && cost < h.cost {
+			_ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pw))
+		}
+	})
 	return err == nil && hash != "" && len(pw) <= MaxPassword, nil
+}
+
+// stale reports whether a stored hash should be rehashed at the configured
+// cost after a successful login.
+func (h *hasher) stale(hash string) bool {
+	cost, err := bcrypt.Cost([]byte(hash))
+	return err == nil && cost != h.cost
 }
 
 func (h *hasher) hash(ctx context.Context, pw string) (string, error) {

@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -20,6 +22,7 @@ type Config struct {
 	IntegrationTTL time.Duration // integration tokens live this long; default 24 h
 	RefreshTTL     time.Duration // integration refresh tokens; default 30 days
 	Licenses       []License     // the analytic license pool reported to clients
+	Logger         *slog.Logger  // faults found in the background; default slog.Default()
 
 	Now  func() time.Time // injectable so tests move time without sleeping
 	Rand io.Reader        // source of tokens and ids; default crypto/rand
@@ -42,6 +45,14 @@ type Service struct {
 	store  Store
 	cfg    Config
 	hasher *hasher
+
+	// background counts rehashes still running (see Wait); rehashing
+	// holds the ids of users being rehashed, so that parallel logins of
+	// one user hash once; unverifiable holds the ids of users whose stored
+	// hash was refused, so that each is logged once.
+	background   sync.WaitGroup
+	rehashing    sync.Map
+	unverifiable sync.Map
 }
 
 // New returns a Service over store. It hashes a dummy password at the
@@ -62,6 +73,9 @@ func New(store Store, cfg Config) (*Service, error) {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	h, err := newHasher(cfg.BcryptCost, cfg.HashWorkers)
 	if err != nil {
@@ -112,13 +126,34 @@ type Issued struct {
 	RefreshToken string
 }
 
+// errHashChanged means the user's stored hash changed while a login
+// verified the password against the one before.
+var errHashChanged = errors.New("auth: password hash changed meanwhile")
+
 // Login checks a password and opens a session. It returns
 // ErrBadCredentials alike for an unknown login and a wrong password, and
 // only after a right password ErrAccountDisabled, ErrAccountExpired or
 // ErrNoAccess; on the client API also ErrSessionNotFound for an unknown
 // ReplaceSession and *SessionLimitError.
+//
+// The session is written only if the hash the password was verified
+// against is still the user's, in the same transaction: a login that
+// verified the old password while a new one was set gets nothing. If the
+// hash changed, the login verifies once more against the new one, which
+// a rehash (see rehash) passes and a password change does not.
 func (s *Service) Login(ctx context.Context, req LoginRequest) (*Issued, error) {
-	u, err := s.store.UserByLogin(req.Login)
+	out, err := s.login(ctx, req)
+	if errors.Is(err, errHashChanged) {
+		out, err = s.login(ctx, req)
+	}
+	if errors.Is(err, errHashChanged) {
+		err = ErrBadCredentials
+	}
+	return out, err
+}
+
+func (s *Service) login(ctx context.Context, req LoginRequest) (*Issued, error) {
+	u, err := s.findLogin(req.Login)
 	if err != nil && !errors.Is(err, ErrUserNotFound) {
 		return nil, err
 	}
@@ -127,6 +162,10 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (*Issued, error) 
 		hash = u.PasswordHash
 	}
 	ok, err := s.hasher.verify(ctx, hash, req.Password)
+	if errors.Is(err, errUnverifiable) {
+		s.refusedHash(u)
+		return nil, ErrBadCredentials
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +185,17 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (*Issued, error) 
 	if err != nil {
 		return nil, err
 	}
-	opt := CreateOptions{Now: now}
+	opt := CreateOptions{Now: now, Check: func(cur *User) error {
+		switch {
+		case cur.PasswordHash != hash:
+			return errHashChanged
+		case cur.usable(now) != nil:
+			return cur.usable(now)
+		case !cur.Can(req.API):
+			return ErrNoAccess
+		}
+		return nil
+	}}
 	switch req.API {
 	case APIClient:
 		opt.Limit = u.Limit()
@@ -164,8 +213,54 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (*Issued, error) 
 	if err := s.store.CreateSession(out.Session, opt); err != nil {
 		return nil, err
 	}
+	if s.hasher.stale(hash) {
+		s.rehash(u.ID, hash, req.Password)
+	}
 	return out, nil
 }
+
+// rehash replaces the user's hash, if it is still old, with one of pw at
+// the configured cost, so that imported hashes and hashes from before a
+// cost change converge. It runs after the login has answered; the
+// replacement is a compare-and-set, so a password set meanwhile wins.
+func (s *Service) rehash(id int64, old, pw string) {
+	if _, busy := s.rehashing.LoadOrStore(id, true); busy {
+		return
+	}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		defer s.rehashing.Delete(id)
+		hash, err := s.hasher.hash(context.Background(), pw)
+		if err == nil {
+			_, err = s.store.UpdateUser(id, func(u *User) ([]API, error) {
+				if u.PasswordHash != old {
+					return nil, errHashChanged
+				}
+				u.PasswordHash = hash
+				return nil, nil
+			})
+		}
+		if err != nil && !errors.Is(err, errHashChanged) && !errors.Is(err, ErrUserNotFound) {
+			s.cfg.Logger.Error("rehashing a password at the configured cost", "user_id", id, "err", err)
+		}
+	}()
+}
+
+// refusedHash logs, once per user, a stored hash verify refuses to run:
+// the user cannot log in until someone sets a new password.
+func (s *Service) refusedHash(u *User) {
+	if _, seen := s.unverifiable.LoadOrStore(u.ID, true); seen {
+		return
+	}
+	cost, _ := bcrypt.Cost([]byte(u.PasswordHash))
+	s.cfg.Logger.Error("stored password hash refused: not bcrypt, or its cost is above the highest verified; set a new password",
+		"user_id", u.ID, "login", u.Login, "cost", cost, "max_cost", s.hasher.maxCost)
+}
+
+// Wait returns when the work logins left running in the background
+// (rehashes) is done; call it before closing the store.
+func (s *Service) Wait() { s.background.Wait() }
 
 // newSession makes a session of api for u with a fresh token.
 func (s *Service) newSession(u *User, api API, now time.Time, meta ClientMeta) (*Issued, error) {
@@ -241,7 +336,8 @@ func (s *Service) Authenticate(token string, api API, ip string) (*Session, *Use
 	return sess, u, nil
 }
 
-// Logout ends the session.
+// Logout ends the session, and an integration session's whole refresh
+// chain with it.
 func (s *Service) Logout(sess *Session) error {
 	err := s.store.DeleteSession(sess.ID)
 	if errors.Is(err, ErrSessionNotFound) {

@@ -41,6 +41,7 @@ func newService(t *testing.T, cost int) (*auth.Service, *store.DB, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(svc.Wait) // rehashes end before the database closes
 	return svc, db, clk
 }
 
@@ -52,7 +53,7 @@ func mustCreate(t *testing.T, svc *auth.Service, n auth.NewUser) *auth.User {
 	if n.APIs == nil {
 		n.APIs = auth.AllAPIs
 	}
-	u, err := svc.CreateUser(context.Background(), n)
+	u, err := svc.CreateUser(context.Background(), auth.Root, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestLogin(t *testing.T) {
 	mustCreate(t, svc, auth.NewUser{Login: "long", Password: long})
 	mustCreate(t, svc, auth.NewUser{Login: "clientonly", APIs: []auth.API{auth.APIClient}})
 	off := mustCreate(t, svc, auth.NewUser{Login: "off"})
-	if _, err := svc.SetDisabled(off.ID, true); err != nil {
+	if _, err := svc.SetDisabled(auth.Root, off.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	past := clk.Now().Add(-time.Hour)
@@ -135,7 +136,7 @@ func TestDefaultCostLogin(t *testing.T) {
 
 func TestImportedHashes(t *testing.T) {
 	svc, _, _ := newService(t, bcrypt.MinCost)
-	h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.MinCost)
+	h, err := bcrypt.GenerateFromPassword([]byte("imported-pw"), auth.MinImportCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestImportedHashes(t *testing.T) {
 		})
 	}
 	t.Run("ErrNotBcrypt", func(t *testing.T) {
-		_, err := svc.CreateUser(context.Background(), auth.NewUser{Login: "md5", PasswordHash: "5f4dcc3b5aa765d61d8327deb882cf99"})
+		_, err := svc.CreateUser(context.Background(), auth.Root, auth.NewUser{Login: "md5", PasswordHash: "5f4dcc3b5aa765d61d8327deb882cf99"})
 		wantField(t, err, "password_hash", "bcrypt")
 	})
 }
@@ -181,15 +182,15 @@ func TestCreateUserValidation(t *testing.T) {
 		{"LoginTakenAnyCase", auth.NewUser{Login: "TAKEN", Password: "password1"}, "login", "unique"},
 		{"LoginWithSpace", auth.NewUser{Login: "a b", Password: "password1"}, "login", "login_chars"},
 		{"PasswordRequired", auth.NewUser{Login: "p0"}, "password", "required"},
-		{"Password7Bytes", auth.NewUser{Login: "p1", Password: "1234567"}, "password", "min"},
-		{"Password73Bytes", auth.NewUser{Login: "p2", Password: strings.Repeat("x", 73)}, "password", "max"},
+		{"Password7Bytes", auth.NewUser{Login: "p1", Password: "1234567"}, "password", "min_bytes"},
+		{"Password73Bytes", auth.NewUser{Login: "p2", Password: strings.Repeat("x", 73)}, "password", "max_bytes"},
 		{"UnknownAPI", auth.NewUser{Login: "p3", Password: "password1", APIs: []auth.API{"ftp"}}, "apis", "in"},
 		{"UnknownPermission", auth.NewUser{Login: "p4", Password: "password1", Permissions: []string{"fly"}}, "permissions", "permission"},
 		{"NegativeLimit", auth.NewUser{Login: "p5", Password: "password1", SessionsLimit: -1}, "sessions_limit", "min_value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := svc.CreateUser(context.Background(), tt.n)
+			_, err := svc.CreateUser(context.Background(), auth.Root, tt.n)
 			wantField(t, err, tt.field, tt.code)
 		})
 	}
@@ -310,9 +311,9 @@ func TestAccountChangesEndSessions(t *testing.T) {
 		name   string
 		change func(id int64) error
 	}{
-		{"SetPassword", func(id int64) error { _, err := svc.SetPassword(ctx, id, "new-password"); return err }},
-		{"Disable", func(id int64) error { _, err := svc.SetDisabled(id, true); return err }},
-		{"Delete", svc.DeleteUser},
+		{"SetPassword", func(id int64) error { _, err := svc.SetPassword(ctx, auth.Root, id, "new-password"); return err }},
+		{"Disable", func(id int64) error { _, err := svc.SetDisabled(auth.Root, id, true); return err }},
+		{"Delete", func(id int64) error { return svc.DeleteUser(auth.Root, id) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u := mustCreate(t, svc, auth.NewUser{Login: "victim-" + tt.name})

@@ -214,13 +214,28 @@ type Attempt struct {
 	at    time.Time
 }
 
+// throttleKey is the key a login's failures are counted under: its
+// prepared form (see prepareLogin), which lookup also finds the user by, so
+// that "ａｌｉｃｅ" and "ALICE" count against the same account as
+// "alice". A login PRECIS refuses finds no user by its prepared form, and
+// is counted by its lower case. Strings longer than any login are not
+// prepared: they cannot name one.
+func throttleKey(login string) string {
+	if len(login) <= 4*maxLoginLen {
+		if p, err := prepareLogin(login); err == nil {
+			return p
+		}
+	}
+	return strings.ToLower(login)
+}
+
 // Begin admits a login attempt from ip naming login ("" when the request
 // named none), before any password is hashed. The attempt is counted
 // against the login at once, so a burst of parallel guesses cannot slip
 // past the limit while their hashes run. The Decision describes the IP's
 // budget, or the login's when that is what refused.
 func (t *Throttle) Begin(ip, login string) (Decision, *Attempt) {
-	key := strings.ToLower(login)
+	key := throttleKey(login)
 	if key != "" {
 		if d := t.login.Peek(key); !d.Allowed {
 			return d, nil

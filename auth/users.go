@@ -39,11 +39,15 @@ type NewUser struct {
 	SubnetGroups         []SubnetGroup
 }
 
-// CreateUser validates n and stores a new user. It returns
+// CreateUser validates n and stores a new user on behalf of actor. It
+// returns ErrForbidden for permissions the actor does not hold, or
 // *ValidationError (with "unique" on login for a taken one).
-func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
+func (s *Service) CreateUser(ctx context.Context, actor Actor, n NewUser) (*User, error) {
+	if err := actor.mayCreate(n); err != nil {
+		return nil, err
+	}
 	var v ValidationError
-	checkLogin(&v, n.Login)
+	n.Login = checkNewLogin(&v, n.Login)
 	if n.Name == "" {
 		n.Name = n.Login
 	}
@@ -52,8 +56,8 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
 	if hash != "" {
 		if n.Password != "" {
 			v.Add("password", "prohibited", "")
-		} else if !ValidHash(hash) {
-			v.Add("password_hash", "bcrypt", "")
+		} else {
+			checkImportedHash(&v, "password_hash", hash)
 		}
 	} else {
 		checkPasswordRules(&v, "password", n.Password)
@@ -65,8 +69,18 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (*User, error) {
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	// Outside the store's transaction, which still refuses an exact
+	// duplicate: two admins creating look-alikes of each other at the same
+	// moment is not a risk worth a second index.
+	users, err := s.store.Users()
+	if err != nil {
+		return nil, err
+	}
+	if rule := loginTaken(n.Login, users); rule != "" {
+		v.Add("login", rule, "")
+		return nil, &v
+	}
 	if hash == "" {
-		var err error
 		if hash, err = s.hasher.hash(ctx, n.Password); err != nil {
 			return nil, err
 		}
@@ -98,7 +112,7 @@ func (s *Service) Bootstrap(ctx context.Context, login, password string) (bool, 
 	if err != nil || n > 0 {
 		return false, err
 	}
-	_, err = s.CreateUser(ctx, NewUser{
+	_, err = s.CreateUser(ctx, Root, NewUser{
 		Login: login, Name: "Administrator", Password: password,
 		APIs: AllAPIs, Permissions: AllPermissionNames(),
 	})
@@ -109,14 +123,19 @@ func (s *Service) Bootstrap(ctx context.Context, login, password string) (bool, 
 func (s *Service) User(id int64) (*User, error) { return s.store.User(id) }
 
 // UserByLogin returns a user by login, or ErrUserNotFound.
-func (s *Service) UserByLogin(login string) (*User, error) { return s.store.UserByLogin(login) }
+func (s *Service) UserByLogin(login string) (*User, error) { return s.findLogin(login) }
 
 // Users returns every user, ordered by id.
 func (s *Service) Users() ([]*User, error) { return s.store.Users() }
 
-// SetPassword replaces a user's password and ends all their sessions and
-// tokens, so whoever knew the old one is locked out at once.
-func (s *Service) SetPassword(ctx context.Context, id int64, password string) (*User, error) {
+// SetPassword replaces a user's password on behalf of actor and ends all
+// their sessions and tokens, so whoever knew the old one is locked out at
+// once. ErrForbidden (ErrOwnPassword for the actor's own account),
+// ErrUserNotFound or *ValidationError.
+func (s *Service) SetPassword(ctx context.Context, actor Actor, id int64, password string) (*User, error) {
+	if err := s.authorize(id, actor.maySetPassword); err != nil {
+		return nil, err
+	}
 	var v ValidationError
 	checkPasswordRules(&v, "password", password)
 	if err := v.Err(); err != nil {
@@ -126,61 +145,79 @@ func (s *Service) SetPassword(ctx context.Context, id int64, password string) (*
 	if err != nil {
 		return nil, err
 	}
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
+		if err := actor.maySetPassword(u); err != nil {
+			return false, err
+		}
 		u.PasswordHash = hash
 		u.UpdatedAt = s.Now()
 		return true, nil
 	})
 }
 
-// SetDisabled disables or enables an account; disabling ends its sessions.
-func (s *Service) SetDisabled(id int64, disabled bool) (*User, error) {
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+// SetDisabled disables or enables an account on behalf of actor;
+// disabling ends its sessions.
+func (s *Service) SetDisabled(actor Actor, id int64, disabled bool) (*User, error) {
+	return s.update(id, func(u *User) (bool, error) {
+		if err := actor.mayUpdate(u, UserPatch{Disabled: &disabled}); err != nil {
+			return false, err
+		}
 		u.Disabled = disabled
 		u.UpdatedAt = s.Now()
 		return disabled, nil
 	})
 }
 
-// Grant adds catalog permissions to a user.
-func (s *Service) Grant(id int64, names []string) (*User, error) {
+// Grant adds catalog permissions to a user on behalf of actor.
+func (s *Service) Grant(actor Actor, id int64, names []string) (*User, error) {
 	var v ValidationError
 	checkPermissions(&v, names)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
-		u.Permissions = sortedPermissions(append(u.Permissions, names...))
+	return s.update(id, func(u *User) (bool, error) {
+		perms := sortedPermissions(append(slices.Clone(u.Permissions), names...))
+		if err := actor.mayUpdate(u, UserPatch{Permissions: &perms}); err != nil {
+			return false, err
+		}
+		u.Permissions = perms
 		u.UpdatedAt = s.Now()
 		return false, nil
 	})
 }
 
-// Revoke removes permissions from a user.
-func (s *Service) Revoke(id int64, names []string) (*User, error) {
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
-		u.Permissions = slices.DeleteFunc(u.Permissions, func(p string) bool { return slices.Contains(names, p) })
+// Revoke removes permissions from a user on behalf of actor.
+func (s *Service) Revoke(actor Actor, id int64, names []string) (*User, error) {
+	return s.update(id, func(u *User) (bool, error) {
+		perms := slices.DeleteFunc(slices.Clone(u.Permissions), func(p string) bool { return slices.Contains(names, p) })
+		if err := actor.mayUpdate(u, UserPatch{Permissions: &perms}); err != nil {
+			return false, err
+		}
+		u.Permissions = perms
 		u.UpdatedAt = s.Now()
 		return false, nil
 	})
 }
 
-// DeleteUser removes a user with all their sessions and tokens.
-func (s *Service) DeleteUser(id int64) error { return s.store.DeleteUser(id) }
-
-func checkLogin(v *ValidationError, login string) {
-	switch {
-	case login == "":
-		v.Add("login", "required", "")
-	case !utf8.ValidString(login):
-		v.Add("login", "string", "")
-	case utf8.RuneCountInString(login) > maxLoginLen:
-		v.Add("login", "max", strconv.Itoa(maxLoginLen))
-	case strings.IndexFunc(login, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
-		// Spaces and control characters make logins that look alike but
-		// differ, and break the CLI and logs.
-		v.Add("login", "login_chars", "")
+// DeleteUser removes a user with all their sessions and tokens, on behalf
+// of actor, who may not delete themselves. ErrForbidden or ErrUserNotFound.
+func (s *Service) DeleteUser(actor Actor, id int64) error {
+	// The check and the delete are two transactions: only a concurrent
+	// change by someone else (granting the target more) could slip
+	// between them, which the actor cannot cause.
+	if err := s.authorize(id, actor.mayDelete); err != nil {
+		return err
 	}
+	return s.store.DeleteUser(id)
+}
+
+// authorize loads the user with id and applies check to them.
+func (s *Service) authorize(id int64, check func(target *User) error) error {
+	u, err := s.store.User(id)
+	if err != nil {
+		return err
+	}
+	return check(u)
 }
 
 func checkName(v *ValidationError, name string) {
@@ -191,6 +228,8 @@ func checkName(v *ValidationError, name string) {
 		v.Add("name", "max", strconv.Itoa(maxNameLen))
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		v.Add("name", "string", "")
+	case strings.IndexFunc(name, bidiControl) >= 0:
+		v.Add("name", "bidi", "")
 	}
 }
 
@@ -257,12 +296,17 @@ type UserPatch struct {
 	SubnetGroups      *[]SubnetGroup
 }
 
-// UpdateUser applies p to the user with id on behalf of actor, the admin
-// making the change. An admin may not take away their own admin access nor
-// disable themselves: the box would be left without the technician who
-// was setting it up. Disabling ends the user's sessions and tokens. It
-// returns *ValidationError, ErrUserNotFound, or the stored user.
-func (s *Service) UpdateUser(actor *User, id int64, p UserPatch) (*User, error) {
+// UpdateUser applies p to the user with id on behalf of actor (see
+// Actor.mayUpdate: on their own account an admin changes only the name,
+// so they can neither lock themselves out nor raise themselves).
+// Disabling ends the user's sessions and tokens. It returns ErrForbidden,
+// *ValidationError, ErrUserNotFound, or the stored user.
+func (s *Service) UpdateUser(actor Actor, id int64, p UserPatch) (*User, error) {
+	// Authorization comes before validation, as in Laravel: a caller who
+	// may not make a change learns nothing about their input.
+	if err := s.authorize(id, func(u *User) error { return actor.mayUpdate(u, p) }); err != nil {
+		return nil, err
+	}
 	var v ValidationError
 	if p.Name != nil {
 		if *p.Name == "" {
@@ -272,9 +316,6 @@ func (s *Service) UpdateUser(actor *User, id int64, p UserPatch) (*User, error) 
 	}
 	if p.APIs != nil {
 		checkAPIs(&v, *p.APIs)
-		if actor != nil && actor.ID == id && !slices.Contains(*p.APIs, APIAdmin) {
-			v.Add("apis", "self_admin", "")
-		}
 	}
 	if p.Permissions != nil {
 		checkPermissions(&v, *p.Permissions)
@@ -285,13 +326,14 @@ func (s *Service) UpdateUser(actor *User, id int64, p UserPatch) (*User, error) 
 	if p.PTZPriority != nil {
 		checkRange(&v, "ptz_priority", *p.PTZPriority, 0, maxPTZPriority)
 	}
-	if p.Disabled != nil && *p.Disabled && actor != nil && actor.ID == id {
-		v.Add("disabled", "self_disable", "")
-	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.store.UpdateUser(id, func(u *User) (bool, error) {
+	return s.update(id, func(u *User) (bool, error) {
+		// Again in the transaction that writes, against the stored user.
+		if err := actor.mayUpdate(u, p); err != nil {
+			return false, err
+		}
 		if p.Name != nil {
 			u.Name = *p.Name
 		}
@@ -329,25 +371,29 @@ func (s *Service) UpdateUser(actor *User, id int64, p UserPatch) (*User, error) 
 	})
 }
 
-// DeleteUserAs removes a user on behalf of actor, who may not delete
-// themselves for the same reason they may not disable themselves.
-func (s *Service) DeleteUserAs(actor *User, id int64) error {
-	if actor != nil && actor.ID == id {
-		return &ValidationError{Fields: []FieldError{{Field: "id", Code: "self_delete"}}}
-	}
-	return s.store.DeleteUser(id)
-}
-
-// UserSessions returns every session of a user, all APIs, live or not.
-func (s *Service) UserSessions(id int64) ([]*Session, error) {
-	if _, err := s.store.User(id); err != nil {
+// UserSessions returns every session of a user, all APIs, live or not,
+// if actor may see them: ErrForbidden, ErrUserNotFound.
+func (s *Service) UserSessions(actor Actor, id int64) ([]*Session, error) {
+	if err := s.authorize(id, actor.maySessions); err != nil {
 		return nil, err
 	}
 	return s.store.UserSessions(id)
 }
 
-// EndSession ends any session by id, or returns ErrSessionNotFound.
-func (s *Service) EndSession(id string) error { return s.store.DeleteSession(id) }
+// EndSession ends any session by id on behalf of actor, who must be
+// allowed to manage its user: ErrForbidden, ErrSessionNotFound.
+func (s *Service) EndSession(actor Actor, id string) error {
+	sess, err := s.store.Session(id)
+	if err != nil {
+		return err
+	}
+	if err := s.authorize(sess.UserID, actor.maySessions); errors.Is(err, ErrUserNotFound) {
+		return ErrSessionNotFound
+	} else if err != nil {
+		return err
+	}
+	return s.store.DeleteSession(id)
+}
 
 // SearchUsers returns one page of users whose login or name contains
 // search (case-insensitively), ordered by id, and the number of matches.

@@ -13,9 +13,12 @@
 // Unit builds the text without text/template.
 //
 // It is a leaf: it knows nothing of vmsauth's flags or storage. The caller
-// hands it the executable, the arguments, already validated, and the data
-// directory. It never runs the program: systemd starts the executable
-// directly, and the program itself must stop cleanly on SIGTERM.
+// hands it the executable, the arguments, already validated, the data
+// directory, the system user to run as and the capabilities the arguments
+// need. Install creates that user (or reuses it) and gives it the data
+// directory; the unit keeps the service to that directory, that user and
+// those capabilities. It never runs the program: systemd starts the
+// executable directly, and the program itself must stop cleanly on SIGTERM.
 package install
 
 import (
@@ -39,6 +42,18 @@ type Config struct {
 	Args        []string // arguments after the executable
 	DataDir     string   // absolute; the only path the service may write
 	UserService bool     // a per-user unit under $HOME/.config/systemd/user: no root needed (tests)
+
+	// User is the system account the service runs as. Install creates it
+	// (a system account with no login shell) unless it exists, and makes
+	// it the owner of DataDir and everything in it. Empty runs the service
+	// as whoever runs the manager: root, or the user of a user unit.
+	User string
+	// Capabilities are all the service may hold, e.g. CAP_NET_BIND_SERVICE
+	// to listen on a port below 1024; none when empty.
+	Capabilities []string
+	// Reads are files outside DataDir the service must read (a TLS
+	// certificate and key): Install refuses when User could not.
+	Reads []string
 
 	// IsRoot and HasSystemd look at the host; nil means the real checks.
 	// They are here so tests can run without root and without systemd.
@@ -162,6 +177,22 @@ func (s *Service) Install() error {
 	if !errors.Is(err, ErrNotInstalled) {
 		return err
 	}
+	// The account comes first: when it cannot be made, or cannot read
+	// what the service needs, nothing else has been written.
+	var owner *account
+	if s.cfg.User != "" {
+		if owner, err = ensureUser(s.cfg.User, s.cfg.DataDir); err != nil {
+			return fmt.Errorf("the service user %s: %v; nothing was installed", s.cfg.User, err)
+		}
+		for _, f := range s.cfg.Reads {
+			if within(f, s.cfg.DataDir) {
+				continue // given to the user below
+			}
+			if err := owner.canRead(f); err != nil {
+				return fmt.Errorf("%v; nothing was installed", err)
+			}
+		}
+	}
 	if err := writeUnit(path, unit); err != nil {
 		return fmt.Errorf("writing %s: %v; nothing was installed", path, err)
 	}
@@ -178,6 +209,14 @@ func (s *Service) Install() error {
 		if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 			s.rollback(path)
 			return fmt.Errorf("creating the data directory: %v; nothing was installed", err)
+		}
+	}
+	// A data directory left by a version that ran as root would be
+	// unreadable to the new service: take it over, files and all.
+	if owner != nil {
+		if err := owner.takeOver(s.cfg.DataDir); err != nil {
+			s.rollback(path)
+			return fmt.Errorf("giving %s to user %s: %v; nothing was installed", s.cfg.DataDir, s.cfg.User, err)
 		}
 	}
 	return nil
@@ -342,10 +381,15 @@ func Unit(c Config) (string, error) {
 	line("Wants=network-online.target")
 	line("")
 	line("[Service]")
+	if c.User != "" {
+		line("User=%s", c.User)
+		line("Group=%s", c.User)
+	}
 	line("ExecStart=%s", strings.Join(exec, " "))
 	line("Restart=on-failure")
 	line("RestartSec=5")
 	line("LimitNOFILE=65536")
+	line("UMask=0077")
 	line("NoNewPrivileges=yes")
 	line("PrivateTmp=yes")
 	line("ProtectHome=yes")
@@ -355,6 +399,7 @@ func Unit(c Config) (string, error) {
 		line("StateDirectory=%s", dir)
 		line("StateDirectoryMode=0700")
 	}
+	hardening(line, c.Capabilities)
 	line("")
 	line("[Install]")
 	if c.UserService {
@@ -363,6 +408,57 @@ func Unit(c Config) (string, error) {
 		line("WantedBy=multi-user.target")
 	}
 	return b.String(), nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// hardening writes the sandbox that systemd-analyze security asks for, as
+// far as the service can live with it (README, "Install on a box", has
+// the figure). Each setting takes away something vmsauth never does.
+func hardening(line func(string, ...any), caps []string) {
+	// Without capabilities the service needs nothing of the host's users,
+	// so it gets a user namespace of its own. A capability held inside
+	// such a namespace does not count for the host's network, where a port
+	// below 1024 is bound, so that case keeps the host's.
+	line("CapabilityBoundingSet=%s", strings.Join(caps, " "))
+	if len(caps) > 0 {
+		line("AmbientCapabilities=%s", strings.Join(caps, " "))
+	} else {
+		line("PrivateUsers=yes")
+	}
+	for _, s := range []string{
+		"PrivateDevices=yes",
+		"DevicePolicy=closed",
+		"ProtectKernelTunables=yes",
+		"ProtectKernelModules=yes",
+		"ProtectKernelLogs=yes",
+		"ProtectControlGroups=yes",
+		"ProtectClock=yes",
+		"ProtectHostname=yes",
+		"ProtectProc=invisible",
+		"ProcSubset=pid",
+		"LockPersonality=yes",
+		"MemoryDenyWriteExecute=yes",
+		"RestrictNamespaces=yes",
+		"RestrictRealtime=yes",
+		"RestrictSUIDSGID=yes",
+		"RemoveIPC=yes",
+		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+		"SystemCallArchitectures=native",
+		// @system-service keeps setpriority and sched_setscheduler, with
+		// which the bcrypt workers lower their own priority, and madvise,
+		// with which the store gives pages back. A call outside the list
+		// fails with EPERM instead of killing the process.
+		"SystemCallFilter=@system-service",
+		"SystemCallFilter=~@privileged",
+		"SystemCallErrorNumber=EPERM",
+	} {
+		line("%s", s)
+	}
 }
 
 // stateDirectory is the unit's StateDirectory= when the data lives in

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"vmsauth/install/installtest"
@@ -282,5 +283,144 @@ func TestQuote(t *testing.T) {
 	}
 	if got := quotePath("/srv/$x"); got != `"/srv/$x"` {
 		t.Errorf("quotePath keeps '$' (systemd does not expand it there): got %s", got)
+	}
+}
+
+func TestUnitHardening(t *testing.T) {
+	c := userConfig(t)
+	c.UserService = false
+	c.User = "vmsauth"
+	sandbox := []string{
+		"UMask=0077\n", "PrivateDevices=yes\n", "ProtectKernelTunables=yes\n", "ProtectKernelModules=yes\n",
+		"ProtectProc=invisible\n", "LockPersonality=yes\n", "MemoryDenyWriteExecute=yes\n", "RestrictNamespaces=yes\n",
+		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n", "SystemCallFilter=@system-service\n", "SystemCallArchitectures=native\n",
+	}
+	t.Run("NoCapabilities", func(t *testing.T) {
+		unit, err := Unit(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range append([]string{"\nUser=vmsauth\n", "\nGroup=vmsauth\n", "\nCapabilityBoundingSet=\n", "\nPrivateUsers=yes\n"}, sandbox...) {
+			if !strings.Contains(unit, want) {
+				t.Errorf("unit lacks %q:\n%s", want, unit)
+			}
+		}
+		if strings.Contains(unit, "AmbientCapabilities") {
+			t.Errorf("unit grants capabilities:\n%s", unit)
+		}
+	})
+	t.Run("PortBelow1024", func(t *testing.T) {
+		c := c
+		c.Capabilities = []string{"CAP_NET_BIND_SERVICE"}
+		unit, err := Unit(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range append([]string{"\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\n", "\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"}, sandbox...) {
+			if !strings.Contains(unit, want) {
+				t.Errorf("unit lacks %q:\n%s", want, unit)
+			}
+		}
+		// A capability held in a user namespace of its own does not bind
+		// a port of the host's network.
+		if strings.Contains(unit, "PrivateUsers") {
+			t.Errorf("unit has PrivateUsers with a capability:\n%s", unit)
+		}
+	})
+	t.Run("UserUnit", func(t *testing.T) {
+		unit, err := Unit(userConfig(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(unit, "User=") || strings.Contains(unit, "Group=") {
+			t.Errorf("a user unit runs as its user:\n%s", unit)
+		}
+	})
+}
+
+func TestAccountCanRead(t *testing.T) {
+	dir := t.TempDir()
+	me := os.Getuid()
+	file := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755) // t.TempDir's parents may not be: judge the file alone below
+	owner := &account{name: "owner", uid: me, gid: os.Getgid()}
+	other := &account{name: "other", uid: me + 12345, gid: os.Getgid() + 12345}
+	info, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !owner.may(info, 0o4) {
+		t.Error("the owner of a 0600 file may read it")
+	}
+	if other.may(info, 0o4) {
+		t.Error("another user may not read a 0600 file")
+	}
+	os.Chmod(file, 0o644)
+	info, _ = os.Stat(file)
+	if !other.may(info, 0o4) {
+		t.Error("anyone may read a 0644 file")
+	}
+	os.Chmod(file, 0o640)
+	info, _ = os.Stat(file)
+	same := &account{name: "group", uid: me + 1, gid: os.Getgid()}
+	if !same.may(info, 0o4) || other.may(info, 0o4) {
+		t.Error("0640: the file's group may read it, others not")
+	}
+	if err := owner.canRead(file); err != nil {
+		t.Errorf("owner: %v", err)
+	}
+	// t.TempDir's parent is 0700: the file is readable, the way to it not.
+	if err := other.canRead(file); err == nil || !strings.Contains(err.Error(), "the service user other cannot read it") {
+		t.Errorf("other: %v, want a refusal", err)
+	}
+	if err := other.canRead(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing file must be an error")
+	}
+}
+
+func TestTakeOver(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	outside := filepath.Join(dir, "outside")
+	for _, p := range []string{data, filepath.Join(data, "sub")} {
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{outside, filepath.Join(data, "vmsauth.db"), filepath.Join(data, "sub", "f")} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(data, "link")); err != nil {
+		t.Fatal(err)
+	}
+	a := &account{name: "svc", uid: 4321, gid: 4322}
+	if err := a.takeOver(data); err != nil {
+		t.Fatal(err)
+	}
+	uidOf := func(p string) (uint32, uint32) {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Uid, st.Gid
+	}
+	for _, p := range []string{data, filepath.Join(data, "vmsauth.db"), filepath.Join(data, "sub"), filepath.Join(data, "sub", "f"), filepath.Join(data, "link")} {
+		if u, g := uidOf(p); u != 4321 || g != 4322 {
+			t.Errorf("%s: owner %d:%d, want 4321:4322", p, u, g)
+		}
+	}
+	if u, _ := uidOf(outside); u != 0 {
+		t.Errorf("the link's target outside was given away (owner %d)", u)
+	}
+	if err := a.takeOver(filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("a data directory systemd will make: %v", err)
 	}
 }

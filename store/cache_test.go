@@ -36,7 +36,7 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}},
 		{"UpdateUser", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if _, err := db.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.Disabled = true; return false, nil }); err != nil {
+			if _, err := db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.Disabled = true; return nil, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}, func(t *testing.T, _ *auth.Session, u *auth.User, err error) {
@@ -45,7 +45,7 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}},
 		{"UpdateUserEndingSessions", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if _, err := db.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.PasswordHash = "new"; return true, nil }); err != nil {
+			if _, err := db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = "new"; return auth.AllAPIs, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},

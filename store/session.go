@@ -38,9 +38,17 @@ func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
 // after a rollback is safe. Activity not yet written counts (see touches).
 func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *touches, ended *[]auth.TokenHash) error {
 	// Every check and write is in this one transaction, and bbolt runs one
-	// writer at a time: concurrent logins cannot both take the last place.
-	if tx.Bucket(bucketUsers).Get(itob(s.UserID)) == nil {
-		return auth.ErrUserNotFound
+	// writer at a time: concurrent logins cannot both take the last place,
+	// and a password change or a disabling that commits while a login
+	// verifies the password is seen by opt.Check.
+	u, err := user(tx, s.UserID)
+	if err != nil {
+		return err
+	}
+	if opt.Check != nil {
+		if err := opt.Check(u); err != nil {
+			return err
+		}
 	}
 	if opt.Replace != "" {
 		old, err := session(tx, opt.Replace)
@@ -180,17 +188,32 @@ func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
 }
 
 // DeleteSession ends a session by public id, or returns ErrSessionNotFound.
+// A session of a refresh chain (an integration session) ends with its whole
+// chain: every token and refresh token of its family. Otherwise the refresh
+// token issued with it would mint a new pair for another 30 days.
 func (db *DB) DeleteSession(id string) error {
-	var h auth.TokenHash
+	var (
+		h     auth.TokenHash
+		chain bool
+	)
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		s, err := session(tx, id)
 		if err != nil {
 			return err
 		}
 		h = s.TokenHash
-		return deleteSession(tx, s)
+		if s.Family == "" {
+			return deleteSession(tx, s)
+		}
+		chain = true
+		return endTokens(tx, s.UserID, func(f string) bool { return f == s.Family })
 	})
-	db.sessions.forget(h)
+	if chain {
+		// The chain's other sessions are not listed here.
+		db.sessions.reset()
+	} else {
+		db.sessions.forget(h)
+	}
 	return err
 }
 
@@ -347,6 +370,31 @@ func putRefresh(tx *bolt.Tx, r *auth.Refresh) error {
 		return err
 	}
 	return tx.Bucket(bucketUserRefresh).Put(userKey(r.UserID, r.Hash[:]), nil)
+}
+
+// endAPIs deletes the user's sessions of the APIs, and their refresh
+// tokens if the integration API is one of them.
+func endAPIs(tx *bolt.Tx, userID int64, apis []auth.API) error {
+	if len(apis) == 0 {
+		return nil
+	}
+	sessions, err := userSessions(tx, userID)
+	if err != nil {
+		return err
+	}
+	for _, s := range sessions {
+		if slices.Contains(apis, s.API) {
+			if err := deleteSession(tx, s); err != nil {
+				return err
+			}
+		}
+	}
+	if !slices.Contains(apis, auth.APIIntegration) {
+		return nil
+	}
+	// Every refresh token has a family; client and admin sessions have
+	// none, and so are left alone.
+	return endTokens(tx, userID, func(f string) bool { return f != "" })
 }
 
 func anyFamily(string) bool { return true }

@@ -191,22 +191,22 @@ func TestUsers(t *testing.T) {
 		_, err = db.UserByLogin("nobody")
 		wantErr(t, err, auth.ErrUserNotFound)
 		wantErr(t, db.DeleteUser(1), auth.ErrUserNotFound)
-		_, err = db.UpdateUser(1, func(*auth.User) (bool, error) { return false, nil })
+		_, err = db.UpdateUser(1, func(*auth.User) ([]auth.API, error) { return nil, nil })
 		wantErr(t, err, auth.ErrUserNotFound)
 	})
 }
 
 func TestUpdateUser(t *testing.T) {
-	rename := func(login string) func(*auth.User) (bool, error) {
-		return func(u *auth.User) (bool, error) { u.Login = login; return false, nil }
+	rename := func(login string) func(*auth.User) ([]auth.API, error) {
+		return func(u *auth.User) ([]auth.API, error) { u.Login = login; return nil, nil }
 	}
 	t.Run("OK", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
-		got, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		got, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Name = "Alice Liddell"
 			u.ID = 42 // ignored: the id is the record's identity
-			return false, nil
+			return nil, nil
 		})
 		if err != nil || got.Name != "Alice Liddell" || got.ID != alice.ID {
 			t.Fatalf("UpdateUser = %+v, %v", got, err)
@@ -259,15 +259,37 @@ func TestUpdateUser(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		boom := errors.New("boom")
-		_, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		_, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Login = "changed"
-			return true, boom
+			return auth.AllAPIs, boom
 		})
 		wantErr(t, err, boom)
 		if u, _ := db.User(alice.ID); !reflect.DeepEqual(u, alice) {
 			t.Fatalf("user = %+v after fn failed, want %+v", u, alice)
 		}
 		wantSessions(t, db, alice.ID, s)
+	})
+	t.Run("EndSomeAPIs", func(t *testing.T) {
+		db := newDB(t)
+		alice := createUser(t, db, "alice")
+		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(time.Second)), auth.CreateOptions{})
+		integ, r := newFamily(t, db, alice.ID)
+		end := func(apis ...auth.API) {
+			t.Helper()
+			if _, err := db.UpdateUser(alice.ID, func(*auth.User) ([]auth.API, error) { return apis, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		end(auth.APIClient)
+		wantSessions(t, db, alice.ID, integ, admin)
+		if _, err := db.Refresh(r.Hash); err != nil {
+			t.Fatalf("ending client sessions ended a refresh token: %v", err)
+		}
+		end(auth.APIIntegration)
+		wantSessions(t, db, alice.ID, admin)
+		_, err := db.Refresh(r.Hash)
+		wantErr(t, err, auth.ErrTokenInvalid)
 	})
 	t.Run("EndSessions", func(t *testing.T) {
 		db := newDB(t)
@@ -276,9 +298,9 @@ func TestUpdateUser(t *testing.T) {
 		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		_, r := newFamily(t, db, alice.ID)
 		keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
-		if _, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		if _, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.PasswordHash = "new"
-			return true, nil
+			return auth.AllAPIs, nil
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -502,9 +524,9 @@ func TestSessionByHash(t *testing.T) {
 		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, alice) {
 			t.Fatalf("a caller's change to its user reached the next check: %+v", again)
 		}
-		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) (bool, error) {
+		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Permissions = []string{"users.view"}
-			return false, nil
+			return nil, nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -550,6 +572,27 @@ func TestDeleteSession(t *testing.T) {
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
 		db := newDB(t)
 		wantErr(t, db.DeleteSession("nonesuch"), auth.ErrSessionNotFound)
+	})
+	t.Run("Chain", func(t *testing.T) {
+		// An integration session ends with its family: the other sessions
+		// of the chain and its refresh tokens. Another family stays.
+		db := newDB(t)
+		alice := createUser(t, db, "alice")
+		s, r := newFamily(t, db, alice.ID)
+		sibling := newSession(t, alice.ID, auth.APIIntegration, now.Add(time.Second))
+		sibling.Family = s.Family
+		createSession(t, db, sibling, auth.CreateOptions{})
+		other, otherR := newFamily(t, db, alice.ID)
+		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(2*time.Second)), auth.CreateOptions{})
+		if err := db.DeleteSession(sibling.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantSessions(t, db, alice.ID, other, client)
+		_, err := db.Refresh(r.Hash)
+		wantErr(t, err, auth.ErrTokenInvalid)
+		if _, err := db.Refresh(otherR.Hash); err != nil {
+			t.Fatalf("the other chain's refresh token: %v", err)
+		}
 	})
 }
 

@@ -81,7 +81,7 @@ func (db *DB) CountUsers() (n int, err error) {
 
 // UpdateUser lets fn change the user and stores the result; see auth.Store.
 // fn runs inside the write transaction, so it must not call the store.
-func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (endSessions bool, err error)) (u *auth.User, err error) {
+func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err error)) (u *auth.User, err error) {
 	// Checks cache sessions with their users: a change, or the end of the
 	// user's sessions, must reach the next check.
 	defer db.sessions.reset()
@@ -103,10 +103,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (endSessions bool, err 
 		if err := putUser(tx, u, oldLogin); err != nil {
 			return err
 		}
-		if end {
-			return endTokens(tx, id, anyFamily)
-		}
-		return nil
+		return endAPIs(tx, id, end)
 	})
 	if err != nil {
 		return nil, err

@@ -11,10 +11,11 @@ import (
 
 func (s *server) adminRoutes(r *gin.Engine) {
 	g := r.Group("/api/admin/v1")
-	g.POST("/auth/token", s.adminLogin)
+	g.POST("/auth/token", noStore, s.adminLogin)
 	authed := g.Group("", s.requireToken(auth.APIAdmin))
 	authed.GET("/auth/user", s.adminSelf)
 	authed.POST("/auth/logout", s.logout)
+	authed.POST("/auth/password", s.changeOwnPassword)
 	s.userRoutes(authed)
 }
 
@@ -102,3 +103,49 @@ func (s *server) adminUser(u *auth.User, sessionID string) adminUser {
 	}
 	return out
 }
+
+// changeOwnPassword is POST /api/admin/v1/auth/password
+// {"current_password","password"}: the caller changes their own password
+// by proving the current one. Each try is throttled like a login of the
+// caller's login, and a wrong current password counts as a failed login,
+// so a stolen token cannot be used to guess the password faster than the
+// login form allows. Success ends every session of the caller, this one
+// included: whoever else held a token of theirs is out, and the page
+// signs in again with the new password.
+func (s *server) changeOwnPassword(c *gin.Context) {
+	_, u := current(c)
+	fields, ok := s.loginFields(c)
+	if !ok {
+		return
+	}
+	att, ok := s.admit(c, auth.APIAdmin, u.Login)
+	if !ok {
+		return
+	}
+	errs := fieldErrors{}
+	currentPassword := requiredString(c, errs, fields, "current_password")
+	password := requiredString(c, errs, fields, "password")
+	if len(errs) > 0 {
+		att.Succeeded() // no password was tried
+		invalid(c, errs)
+		return
+	}
+	err := s.svc.ChangeOwnPassword(c.Request.Context(), u, currentPassword, password)
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		att.Succeeded()
+	}
+	switch {
+	case err == nil:
+		s.log.Info("own password changed; sessions ended", "login", u.Login, "ip", c.ClientIP())
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	case errors.Is(err, auth.ErrBadCredentials):
+		s.logLogin(c, auth.APIAdmin, u.Login, errCurrentPassword)
+		invalid(c, fieldErrors{"current_password": {FieldMessage(lang(c), auth.FieldError{Field: "current_password", Code: "current_password"})}})
+	default:
+		s.laravelError(c, err)
+	}
+}
+
+// errCurrentPassword is recorded for a wrong current password given to
+// change one's own: a password guess like a failed login.
+var errCurrentPassword = errors.New("wrong current password")

@@ -164,12 +164,12 @@ func (s *server) createUser(c *gin.Context) {
 		invalid(c, f.errs)
 		return
 	}
-	u, err := s.svc.CreateUser(c.Request.Context(), n)
+	_, actor := current(c)
+	u, err := s.svc.CreateUser(c.Request.Context(), auth.ActorOf(actor), n)
 	if err != nil {
 		s.laravelError(c, err)
 		return
 	}
-	_, actor := current(c)
 	s.log.Info("user created", "login", u.Login, "by", actor.Login)
 	c.JSON(http.StatusCreated, s.managed(u))
 }
@@ -191,7 +191,7 @@ func (s *server) patchUser(c *gin.Context) {
 		return
 	}
 	_, actor := current(c)
-	u, err := s.svc.UpdateUser(actor, target(c).ID, p)
+	u, err := s.svc.UpdateUser(auth.ActorOf(actor), target(c).ID, p)
 	if err != nil {
 		s.laravelError(c, err)
 		return
@@ -203,7 +203,7 @@ func (s *server) patchUser(c *gin.Context) {
 func (s *server) deleteUser(c *gin.Context) {
 	_, actor := current(c)
 	u := target(c)
-	if err := s.svc.DeleteUserAs(actor, u.ID); err != nil {
+	if err := s.svc.DeleteUser(auth.ActorOf(actor), u.ID); err != nil {
 		s.laravelError(c, err)
 		return
 	}
@@ -221,12 +221,12 @@ func (s *server) setPassword(c *gin.Context) {
 		invalid(c, f.errs)
 		return
 	}
-	u, err := s.svc.SetPassword(c.Request.Context(), target(c).ID, password)
+	_, actor := current(c)
+	u, err := s.svc.SetPassword(c.Request.Context(), auth.ActorOf(actor), target(c).ID, password)
 	if err != nil {
 		s.laravelError(c, err)
 		return
 	}
-	_, actor := current(c)
 	s.log.Info("password set; sessions ended", "login", u.Login, "by", actor.Login)
 	c.JSON(http.StatusOK, s.managed(u))
 }
@@ -240,13 +240,13 @@ type adminSession struct {
 }
 
 func (s *server) userSessions(c *gin.Context) {
-	list, err := s.svc.UserSessions(target(c).ID)
+	sess, actor := current(c)
+	list, err := s.svc.UserSessions(auth.ActorOf(actor), target(c).ID)
 	if err != nil {
 		s.laravelError(c, err)
 		return
 	}
 	now := s.svc.Now()
-	sess, _ := current(c)
 	out := []adminSession{}
 	for i, j := range s.sessionList(list, sess.ID) {
 		if !list[i].Live(now) {
@@ -259,7 +259,8 @@ func (s *server) userSessions(c *gin.Context) {
 }
 
 func (s *server) endSession(c *gin.Context) {
-	if err := s.svc.EndSession(c.Param("id")); err != nil {
+	_, actor := current(c)
+	if err := s.svc.EndSession(auth.ActorOf(actor), c.Param("id")); err != nil {
 		s.laravelError(c, err)
 		return
 	}

@@ -117,7 +117,7 @@ func nestedArrays(depth int) func(badTarget) string {
 
 func TestBadInput(t *testing.T) {
 	url, svc := badServer(t)
-	if _, err := svc.CreateUser(t.Context(), auth.NewUser{
+	if _, err := svc.CreateUser(t.Context(), auth.Root, auth.NewUser{
 		Login: "tech", Password: "password1", APIs: auth.AllAPIs, Permissions: auth.AllPermissionNames(),
 	}); err != nil {
 		t.Fatal(err)

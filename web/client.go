@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -22,7 +23,7 @@ const onlineWithin = 5 * time.Minute
 
 func (s *server) clientRoutes(r *gin.Engine) {
 	g := r.Group("/api/v1")
-	g.POST("/token", s.clientLogin)
+	g.POST("/token", noStore, s.clientLogin)
 	authed := g.Group("", s.requireToken(auth.APIClient))
 	authed.GET("/users/self", s.clientSelf)
 	authed.POST("/logout", s.logout)
@@ -197,6 +198,10 @@ func reason(err error) string {
 		return "wrong captcha"
 	case errors.Is(err, errThrottled):
 		return "throttled"
+	case errors.Is(err, errCurrentPassword):
+		return "wrong current password"
+	case errors.Is(err, context.Canceled):
+		return "client gave up"
 	}
 	return "internal error"
 }

@@ -185,7 +185,7 @@ func TestClientLogin(t *testing.T) {
 		{
 			name: "ErrPasswordBeyond72Bytes", body: creds("long", long+"tail"),
 			setup: func(e *env) {
-				if _, err := e.Svc.CreateUser(context.Background(), auth.NewUser{Login: "long", Password: long, APIs: clientAPI}); err != nil {
+				if _, err := e.Svc.CreateUser(context.Background(), auth.Root, auth.NewUser{Login: "long", Password: long, APIs: clientAPI}); err != nil {
 					e.t.Fatal(err)
 				}
 			},
@@ -691,9 +691,12 @@ func TestClientTokensEndWithAccount(t *testing.T) {
 		name string
 		act  func(e *env, id int64) error
 	}{
-		{"SetPassword", func(e *env, id int64) error { _, err := e.Svc.SetPassword(ctx, id, "new-password"); return err }},
-		{"SetDisabled", func(e *env, id int64) error { _, err := e.Svc.SetDisabled(id, true); return err }},
-		{"DeleteUser", func(e *env, id int64) error { return e.Svc.DeleteUser(id) }},
+		{"SetPassword", func(e *env, id int64) error {
+			_, err := e.Svc.SetPassword(ctx, auth.Root, id, "new-password")
+			return err
+		}},
+		{"SetDisabled", func(e *env, id int64) error { _, err := e.Svc.SetDisabled(auth.Root, id, true); return err }},
+		{"DeleteUser", func(e *env, id int64) error { return e.Svc.DeleteUser(auth.Root, id) }},
 		{"Expired", func(e *env, id int64) error {
 			past := e.Clock.Now().Add(-time.Second)
 			e.updateUser(id, func(u *auth.User) { u.ExpiredAt = &past })

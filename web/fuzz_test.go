@@ -84,7 +84,7 @@ func newFuzzServer(tb testing.TB, requireCaptcha bool) *fuzzServer {
 		// whole limit, and the fuzzer names thousands of logins.
 		Throttle:       auth.NewThrottle(auth.ThrottleConfig{IPLimit: 1000, LoginLimit: 50, Window: time.Millisecond}),
 		Audit:          audit,
-		Captchas:       captcha.New(captcha.Config{}),
+		Captchas:       testCaptchas(tb, captcha.Config{}),
 		RequireCaptcha: requireCaptcha,
 	})
 	if err != nil {
@@ -108,7 +108,7 @@ func newFuzzServer(tb testing.TB, requireCaptcha bool) *fuzzServer {
 // changes what NewUser cannot set (expiry, disabled).
 func (s *fuzzServer) addUser(tb testing.TB, login, password string, apis []auth.API, fn func(*auth.User)) {
 	tb.Helper()
-	u, err := s.svc.CreateUser(tb.Context(), auth.NewUser{
+	u, err := s.svc.CreateUser(tb.Context(), auth.Root, auth.NewUser{
 		Login: login, Password: password, APIs: apis, Permissions: auth.AllPermissionNames(),
 	})
 	if err != nil {
@@ -117,7 +117,7 @@ func (s *fuzzServer) addUser(tb testing.TB, login, password string, apis []auth.
 	if fn == nil {
 		return
 	}
-	if _, err := s.db.UpdateUser(u.ID, func(u *auth.User) (bool, error) { fn(u); return false, nil }); err != nil {
+	if _, err := s.db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { fn(u); return nil, nil }); err != nil {
 		tb.Fatal(err)
 	}
 }

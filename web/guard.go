@@ -63,10 +63,10 @@ func (s *server) captchaRoutes(r *gin.Engine) {
 	r.GET("/api/v1/captcha/:key/audio", s.captchaAudio)
 }
 
-// captchaAllowed applies the per-IP captcha budget: drawing costs CPU, and
-// every captcha takes a place in the bounded store.
+// captchaAllowed applies the per-IP captcha budget: drawing costs CPU
+// (captchas themselves take no memory: their keys carry their state).
 func (s *server) captchaAllowed(c *gin.Context) bool {
-	d := s.captchaLimit.Take(c.ClientIP())
+	d := s.captchaLimit.Take(captchaBudgetKey(c))
 	if !d.Allowed {
 		s.tooMany(c, auth.APIClient, d)
 		return false
@@ -75,6 +75,11 @@ func (s *server) captchaAllowed(c *gin.Context) bool {
 	c.Header("Cache-Control", "no-store")
 	return true
 }
+
+// captchaBudgetKey is the one place that says whose captcha budget a
+// request spends: the client IP. (Counting IPv6 clients by their /64, as
+// the login throttle does, belongs here.)
+func captchaBudgetKey(c *gin.Context) string { return c.ClientIP() }
 
 func (s *server) newCaptcha(c *gin.Context) {
 	if !s.captchaAllowed(c) {
@@ -120,7 +125,12 @@ func (s *server) checkCaptcha(c *gin.Context, login, sessionID, key, answer stri
 	if sessionID != "" && s.captchas.UseGrace(login, key) {
 		return true
 	}
-	if !s.captchas.Verify(key, answer) {
+	ok, err := s.captchas.Verify(key, answer)
+	if err != nil {
+		s.internalError(c, err)
+		return false
+	}
+	if !ok {
 		s.metrics.captcha("failed", 1)
 		invalidField(c, "captcha", "captcha_wrong")
 		return false
@@ -131,7 +141,8 @@ func (s *server) checkCaptcha(c *gin.Context, login, sessionID, key, answer stri
 
 // captchaFields validates the captcha fields of a client login into errs:
 // both are required while captchas are on, unless the login is within its
-// session-limit grace.
+// session-limit grace, which needs the key the 419 returned: knowing the
+// login is not enough to skip the captcha.
 func (s *server) captchaFields(c *gin.Context, errs fieldErrors, fields map[string]json.RawMessage, login, sessionID string) (key, answer string) {
 	if !s.requireCaptcha {
 		return "", ""

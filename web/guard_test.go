@@ -5,9 +5,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"image/png"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,11 +28,29 @@ const captchaAnswer = "31415"
 func guarded(requireCaptcha bool, trusted ...string) envOption {
 	return func(a *auth.Config, w *web.Options) {
 		w.Throttle = auth.NewThrottle(auth.ThrottleConfig{Now: a.Now})
-		w.Captchas = captcha.New(captcha.Config{Now: a.Now, Digits: func(int) []byte { return []byte{3, 1, 4, 1, 5} }})
+		w.Captchas = testCaptchas(nil, captcha.Config{Now: a.Now, Digits: func(int) []byte { return []byte{3, 1, 4, 1, 5} }})
 		w.RequireCaptcha = requireCaptcha
 		w.CaptchaLimit = auth.NewWindow(20, 10*time.Minute, 1000, a.Now)
 		w.TrustedProxies = trusted
 	}
+}
+
+// testCaptchas returns captchas sealed with a fresh secret. tb may be nil
+// where none is at hand (an envOption); a failure then panics.
+func testCaptchas(tb testing.TB, cfg captcha.Config) *captcha.Captchas {
+	secret, err := captcha.NewSecret()
+	if err == nil {
+		cfg.Secret = secret
+		var c *captcha.Captchas
+		if c, err = captcha.New(cfg); err == nil {
+			return c
+		}
+	}
+	if tb == nil {
+		panic(err)
+	}
+	tb.Fatal(err)
+	return nil
 }
 
 // roomy raises the login throttle's limits, for tests about other things
@@ -67,7 +89,7 @@ func TestThrottleEachAPI(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, guarded(false))
 			u := e.addUser("alice", auth.AllAPIs)
-			if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.SessionsLimit = 100; return false, nil }); err != nil {
+			if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 100; return nil, nil }); err != nil {
 				t.Fatal(err)
 			}
 			for i := range 10 {
@@ -261,7 +283,7 @@ func TestCaptchaLogin(t *testing.T) {
 func TestCaptchaGrace(t *testing.T) {
 	e := newEnv(t, guarded(true), roomy)
 	u := e.addUser("alice", auth.AllAPIs)
-	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.SessionsLimit = 1; return false, nil }); err != nil {
+	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 1; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	withCaptcha := func(extra string) response {
@@ -283,11 +305,14 @@ func TestCaptchaGrace(t *testing.T) {
 		return key, body["sessions"].([]any)[0].(map[string]any)["id"].(string)
 	}
 
-	t.Run("RetryWithoutCaptcha", func(t *testing.T) {
-		_, sid := limited()
+	retry := func(key, sid string) response {
+		t.Helper()
+		return e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`","key":"`+key+`"}`)
+	}
+	t.Run("RetryWithTheKeyOnly", func(t *testing.T) {
+		key, sid := limited()
 		e.Clock.Add(119 * time.Second)
-		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`)
-		wantStatus(t, r, http.StatusOK)
+		wantStatus(t, retry(key, sid), http.StatusOK)
 	})
 	t.Run("RetryWithTheSameCaptcha", func(t *testing.T) {
 		key, sid := limited()
@@ -295,15 +320,36 @@ func TestCaptchaGrace(t *testing.T) {
 		wantStatus(t, r, http.StatusOK)
 	})
 	t.Run("GraceIsSpentOnce", func(t *testing.T) {
-		_, sid := limited()
-		wantStatus(t, e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`), http.StatusOK)
-		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`)
-		wantStatus(t, r, http.StatusUnprocessableEntity)
+		key, sid := limited()
+		wantStatus(t, retry(key, sid), http.StatusOK)
+		wantStatus(t, retry(key, sid), http.StatusUnprocessableEntity)
+	})
+	// Finding 5 of issue 13: the grace used to hang on the login alone, so
+	// anyone who knew it got a captcha-free guess and spent the grace of
+	// the client that had solved the captcha.
+	t.Run("NeedsTheKey", func(t *testing.T) {
+		key, sid := limited()
+		other := e.newCaptcha() // a key of the stranger's own, unsolved
+		for name, body := range map[string]string{
+			"NoKey":        `{"login":"alice","password":"guess-1234","session_id":"x"}`,
+			"KeyNull":      `{"login":"alice","password":"guess-1234","session_id":"x","key":null}`,
+			"OtherKey":     `{"login":"alice","password":"guess-1234","session_id":"x","key":"` + other + `"}`,
+			"MadeUpKey":    `{"login":"alice","password":"guess-1234","session_id":"x","key":"abc"}`,
+			"KeyForOthers": `{"login":"bob","password":"guess-1234","session_id":"x","key":"` + key + `"}`,
+		} {
+			r := e.do("POST", "/api/v1/token", body)
+			wantStatus(t, r, http.StatusUnprocessableEntity)
+			if errs := r.JSON(t)["errors"].(map[string]any); errs["captcha"] == nil || errs["login"] != nil {
+				t.Fatalf("%s: want a captcha error and no password check, got %s", name, r.Body)
+			}
+		}
+		// The client that solved the captcha still has its grace.
+		wantStatus(t, retry(key, sid), http.StatusOK)
 	})
 	t.Run("GraceExpires", func(t *testing.T) {
-		_, sid := limited()
+		key, sid := limited()
 		e.Clock.Add(120 * time.Second)
-		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","session_id":"`+sid+`"}`)
+		r := retry(key, sid)
 		wantStatus(t, r, http.StatusUnprocessableEntity)
 		if !strings.Contains(string(r.Body), "captcha") {
 			t.Fatalf("want a captcha error, got %s", r.Body)
@@ -319,7 +365,7 @@ func TestCaptchaGrace(t *testing.T) {
 func TestCaptchaOff(t *testing.T) {
 	e := newEnv(t, guarded(false))
 	u := e.addUser("alice", auth.AllAPIs)
-	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) (bool, error) { u.SessionsLimit = 1; return false, nil }); err != nil {
+	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 1; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	e.clientLogin("alice")
@@ -332,4 +378,69 @@ func TestCaptchaOff(t *testing.T) {
 	if _, ok := body["captcha_will_required_in"]; ok {
 		t.Fatalf("419 with captchas off has captcha_will_required_in: %s", r.Body)
 	}
+}
+
+// loopbackClient returns an HTTP client whose connections come from the
+// loopback address ip (any of 127.0.0.0/8 is local), so one test can act as
+// many clients.
+func loopbackClient(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// TestCaptchaFloodKeepsPending is finding 6 of issue 13: captchas used to
+// wait in a store of 10 000, so a flood of captcha requests from a few
+// hundred addresses, each within its own budget, pushed out every pending
+// captcha and real clients failed "captcha incorrect". Keys now carry their
+// own state: the flood costs drawing time, never another client's captcha.
+func TestCaptchaFloodKeepsPending(t *testing.T) {
+	tiny := func(a *auth.Config, w *web.Options) {
+		// The flood is about what captchas keep, not about drawing them:
+		// 10 000 real images would cost 16 s of CPU (minutes under -race).
+		w.Captchas = testCaptchas(t, captcha.Config{Now: a.Now,
+			Digits: func(int) []byte { return []byte{3, 1, 4, 1, 5} },
+			Image:  func(string, []byte) ([]byte, error) { return []byte("png"), nil },
+		})
+	}
+	e := newEnv(t, guarded(true), roomy, tiny)
+	e.addUser("alice", auth.AllAPIs)
+	key := e.newCaptcha()
+
+	const perIP = 20                // the captcha budget of guarded
+	const addrs = 10_000/perIP + 10 // more captchas than the old store held
+	var wg sync.WaitGroup
+	var issued atomic.Int64
+	next := make(chan int)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				cl := loopbackClient(fmt.Sprintf("127.1.%d.%d", i/250, i%250+1))
+				for range perIP {
+					res, err := cl.Get(e.URL + "/api/v1/captcha")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode == http.StatusOK {
+						issued.Add(1)
+					}
+				}
+				cl.CloseIdleConnections()
+			}
+		}()
+	}
+	for i := range addrs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if n := issued.Load(); n <= 10_000 {
+		t.Fatalf("the flood drew only %d captchas", n)
+	}
+	r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1","captcha":"`+captchaAnswer+`","key":"`+key+`"}`)
+	wantStatus(t, r, http.StatusOK)
 }

@@ -49,6 +49,8 @@ type env struct {
 	Svc   *auth.Service
 	DB    *store.DB
 	Clock *clock
+	// Handler is the router, for tests that serve it their own way.
+	Handler http.Handler
 }
 
 type envOption func(*auth.Config, *web.Options)
@@ -56,35 +58,48 @@ type envOption func(*auth.Config, *web.Options)
 // newEnv starts the whole handler under httptest on a fresh database.
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	return newEnvOver(t, nil, opts...)
+}
+
+// newEnvOver is newEnv with the service over wrap(db) rather than db
+// itself, for tests that must order what happens inside the store.
+func newEnvOver(t *testing.T, wrap func(*store.DB) auth.Store, opts ...envOption) *env {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	acfg := auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now}
 	wopt := web.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	acfg := auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now, Logger: wopt.Logger}
 	for _, o := range opts {
 		o(&acfg, &wopt)
 	}
-	svc, err := auth.New(db, acfg)
+	var st auth.Store = db
+	if wrap != nil {
+		st = wrap(db)
+	}
+	svc, err := auth.New(st, acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Rehashes a login started finish before the database closes.
+	t.Cleanup(svc.Wait)
 	h, err := web.New(svc, wopt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk}
+	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk, Handler: h}
 }
 
 // addUser creates a user with the given APIs and permissions; password is
 // "password1".
 func (e *env) addUser(login string, apis []auth.API, perms ...string) *auth.User {
 	e.t.Helper()
-	u, err := e.Svc.CreateUser(context.Background(), auth.NewUser{
+	u, err := e.Svc.CreateUser(context.Background(), auth.Root, auth.NewUser{
 		Login: login, Password: "password1", APIs: apis, Permissions: perms,
 	})
 	if err != nil {
@@ -224,9 +239,9 @@ func (e *env) addUserWith(login string, apis []auth.API, fn func(u *auth.User), 
 // updateUser changes a stored user without ending its sessions.
 func (e *env) updateUser(id int64, fn func(u *auth.User)) *auth.User {
 	e.t.Helper()
-	u, err := e.DB.UpdateUser(id, func(u *auth.User) (bool, error) {
+	u, err := e.DB.UpdateUser(id, func(u *auth.User) ([]auth.API, error) {
 		fn(u)
-		return false, nil
+		return nil, nil
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -383,8 +398,9 @@ func withTrustedProxies(p ...string) envOption {
 }
 
 func withLog(w io.Writer) envOption {
-	return func(_ *auth.Config, o *web.Options) {
+	return func(c *auth.Config, o *web.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.Logger = o.Logger
 	}
 }
 

@@ -23,6 +23,8 @@ const (
 	codeForbidden      = http.StatusForbidden
 	codeNotFound       = http.StatusNotFound
 	codeMethod         = http.StatusMethodNotAllowed
+	codeBadBody        = http.StatusBadRequest
+	codeTimeout        = http.StatusRequestTimeout
 	codeTooLarge       = http.StatusRequestEntityTooLarge
 	codeTooMany        = http.StatusTooManyRequests
 	codeInternal       = http.StatusInternalServerError
@@ -39,6 +41,8 @@ var integrationMessages = map[int]string{
 	codeForbidden:      "Forbidden.",
 	codeNotFound:       "Not found.",
 	codeMethod:         "Method not allowed.",
+	codeBadBody:        "Request body could not be read.",
+	codeTimeout:        "Request body took too long to arrive.",
 	codeTooLarge:       "Request body is too large.",
 	codeTooMany:        "Too Many Attempts.",
 	codeInternal:       "Internal Server Error.",
@@ -56,19 +60,17 @@ func integrationError(c *gin.Context, status, code int) {
 
 func (s *server) integrationRoutes(r *gin.Engine) {
 	g := r.Group("/v1")
-	g.POST("/login_check", s.integrationLogin)
-	g.POST("/token/refresh", s.integrationRefresh)
+	g.POST("/login_check", noStore, s.integrationLogin)
+	g.POST("/token/refresh", noStore, s.integrationRefresh)
 	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)
+	g.POST("/logout", s.requireToken(auth.APIIntegration), s.integrationLogout)
 }
 
-// integrationBody reads the capped body; too large is answered here.
+// integrationBody reads the capped body; a body that cannot be read is
+// answered here (clientFault, through internalError).
 func (s *server) integrationBody(c *gin.Context) ([]byte, bool) {
 	body, err := readBody(c)
-	switch {
-	case errors.Is(err, errBodyTooLarge):
-		integrationError(c, http.StatusRequestEntityTooLarge, codeTooLarge)
-		return nil, false
-	case err != nil:
+	if err != nil {
 		s.internalError(c, err)
 		return nil, false
 	}
@@ -183,6 +185,17 @@ func (s *server) integrationTokenError(c *gin.Context, err error) {
 	default:
 		s.internalError(c, err)
 	}
+}
+
+// integrationLogout ends the bearer token's session and, with it, its
+// whole refresh chain (see auth.Service.Logout). It reads no body.
+func (s *server) integrationLogout(c *gin.Context) {
+	sess, _ := current(c)
+	if err := s.svc.Logout(sess); err != nil {
+		s.internalError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
 // integrationMe lets an integration check its token.

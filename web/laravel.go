@@ -37,9 +37,13 @@ var messages = map[string][2]string{ // [en, ru]
 	"not_found":       {"Not found.", "Не найдено."},
 	"method":          {"The :method method is not supported for this route. Supported methods: :allowed.", "Метод :method не поддерживается для этого адреса. Поддерживаются: :allowed."},
 	"bad_api":         {"The api parameter must be client, admin or integration.", "Параметр api должен быть client, admin или integration."},
+	"bad_permission":  {"The permission parameter must name one permission, once.", "Параметр permission должен называть одно право, один раз."},
+	"bad_query":       {"The query string is malformed.", "Строка запроса некорректна."},
 	"too_many":        {"Too Many Attempts.", "Слишком много попыток."},
 	"captcha_wrong":   {"The captcha is incorrect.", "Неверно введена капча."},
 	"too_large":       {"The request body is too large.", "Тело запроса слишком велико."},
+	"bad_body":        {"The request body could not be read.", "Не удалось прочитать тело запроса."},
+	"timeout":         {"The request body took too long to arrive.", "Тело запроса передавалось слишком долго."},
 	"server_error":    {"Server Error", "Ошибка сервера"},
 	"no_admin":        {"This account has no access to the admin panel.", "У этой учётной записи нет доступа к панели администратора."},
 
@@ -48,26 +52,33 @@ var messages = map[string][2]string{ // [en, ru]
 	"expired":     {"This account has expired.", "Срок действия этой учётной записи истёк."},
 	"no_client":   {"This account may not use the client API.", "Этой учётной записи запрещён вход в клиентские приложения."},
 
-	"rule.required":     {"The :attribute field is required.", "Поле :attribute обязательно для заполнения."},
-	"rule.string":       {"The :attribute must be a string.", "Поле :attribute должно быть строкой."},
-	"rule.min":          {"The :attribute must be at least :param characters.", "Количество символов в поле :attribute должно быть не меньше :param."},
-	"rule.max":          {"The :attribute may not be greater than :param characters.", "Количество символов в поле :attribute не может превышать :param."},
-	"rule.min_value":    {"The :attribute must be at least :param.", "Значение поля :attribute должно быть не меньше :param."},
-	"rule.max_value":    {"The :attribute may not be greater than :param.", "Значение поля :attribute не может быть больше :param."},
-	"rule.unique":       {"The :attribute has already been taken.", "Такое значение поля :attribute уже существует."},
-	"rule.in":           {"The selected :attribute is invalid.", "Выбранное значение для :attribute ошибочно."},
-	"rule.exists":       {"The selected :attribute is invalid.", "Выбранное значение для :attribute некорректно."},
-	"rule.permission":   {"The permission :param does not exist.", "Права :param не существует."},
-	"rule.login_chars":  {"The :attribute may not contain spaces or control characters.", "Поле :attribute не может содержать пробелы и управляющие символы."},
-	"rule.bcrypt":       {"The :attribute must be a bcrypt hash.", "Поле :attribute должно быть хешем bcrypt."},
-	"rule.array":        {"The :attribute must be an array.", "Поле :attribute должно быть массивом."},
-	"rule.integer":      {"The :attribute must be an integer.", "Поле :attribute должно быть целым числом."},
-	"rule.boolean":      {"The :attribute field must be true or false.", "Поле :attribute должно иметь значение логического типа."},
-	"rule.date":         {"The :attribute is not a valid date (YYYY-MM-DD HH:MM:SS).", "Поле :attribute не является датой (ГГГГ-ММ-ДД ЧЧ:ММ:СС)."},
-	"rule.self_admin":   {"You cannot remove your own admin access.", "Нельзя отнять доступ к панели администратора у самого себя."},
-	"rule.self_disable": {"You cannot disable your own account.", "Нельзя отключить собственную учётную запись."},
-	"rule.self_delete":  {"You cannot delete your own account.", "Нельзя удалить собственную учётную запись."},
-	"rule.prohibited":   {"The :attribute field is prohibited.", "Поле :attribute запрещено."},
+	"rule.required":        {"The :attribute field is required.", "Поле :attribute обязательно для заполнения."},
+	"rule.string":          {"The :attribute must be a string.", "Поле :attribute должно быть строкой."},
+	"rule.min":             {"The :attribute must be at least :param characters.", "Количество символов в поле :attribute должно быть не меньше :param."},
+	"rule.max":             {"The :attribute may not be greater than :param characters.", "Количество символов в поле :attribute не может превышать :param."},
+	"rule.min_bytes":       {"The :attribute must be at least :param bytes long.", "Длина поля :attribute в байтах должна быть не меньше :param."},
+	"rule.max_bytes":       {"The :attribute may not be longer than :param bytes.", "Длина поля :attribute в байтах не может превышать :param."},
+	"rule.bcrypt_cost":     {"The :attribute must have a bcrypt cost from 8 to 14; this one has :param.", "Стоимость bcrypt в поле :attribute должна быть от 8 до 14, а не :param."},
+	"rule.min_value":       {"The :attribute must be at least :param.", "Значение поля :attribute должно быть не меньше :param."},
+	"rule.max_value":       {"The :attribute may not be greater than :param.", "Значение поля :attribute не может быть больше :param."},
+	"rule.unique":          {"The :attribute has already been taken.", "Такое значение поля :attribute уже существует."},
+	"rule.in":              {"The selected :attribute is invalid.", "Выбранное значение для :attribute ошибочно."},
+	"rule.exists":          {"The selected :attribute is invalid.", "Выбранное значение для :attribute некорректно."},
+	"rule.permission":      {"The permission :param does not exist.", "Права :param не существует."},
+	"rule.login_chars":     {"The :attribute may contain only letters, digits and @ . _ - + (no spaces, invisible or control characters, no accents on their own).", "Поле :attribute может содержать только буквы, цифры и @ . _ - + (без пробелов, невидимых и управляющих символов, отдельных диакритических знаков)."},
+	"rule.login_script":    {"The :attribute must use letters of one script only (all Latin, or all Cyrillic...).", "Буквы в поле :attribute должны быть из одного алфавита (только латиница, или только кириллица...)."},
+	"rule.login_lookalike": {"The :attribute looks like an existing login.", "Значение поля :attribute выглядит как уже существующий логин."},
+	"rule.bidi":            {"The :attribute may not contain characters that change the direction of text.", "Поле :attribute не может содержать символы, меняющие направление текста."},
+	"rule.bcrypt":          {"The :attribute must be a bcrypt hash.", "Поле :attribute должно быть хешем bcrypt."},
+	"rule.array":           {"The :attribute must be an array.", "Поле :attribute должно быть массивом."},
+	"rule.integer":         {"The :attribute must be an integer.", "Поле :attribute должно быть целым числом."},
+	"rule.boolean":         {"The :attribute field must be true or false.", "Поле :attribute должно иметь значение логического типа."},
+	"rule.date":            {"The :attribute is not a valid date (YYYY-MM-DD HH:MM:SS).", "Поле :attribute не является датой (ГГГГ-ММ-ДД ЧЧ:ММ:СС)."},
+	"rule.prohibited":      {"The :attribute field is prohibited.", "Поле :attribute запрещено."},
+
+	// POST /api/admin/v1/auth/password.
+	"rule.current_password": {"The :attribute is incorrect.", "Неверно указан :attribute."},
+	"own_password":          {"Change your own password with your current one: POST /api/admin/v1/auth/password.", "Свой пароль меняется с вводом текущего: POST /api/admin/v1/auth/password."},
 }
 
 // attributes are the Russian names of request fields; English uses the
@@ -75,6 +86,7 @@ var messages = map[string][2]string{ // [en, ru]
 var attributes = map[string]string{
 	"login":               "логин",
 	"password":            "пароль",
+	"current_password":    "текущий пароль",
 	"password_hash":       "хеш пароля",
 	"session_id":          "сессия",
 	"captcha":             "капча",
@@ -174,19 +186,25 @@ func (s *server) laravelError(c *gin.Context, err error) {
 		invalidField(c, "login", "expired")
 	case errors.Is(err, auth.ErrTokenMissing), errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired):
 		message(c, http.StatusUnauthorized, "unauthenticated")
+	case errors.Is(err, auth.ErrOwnPassword):
+		message(c, http.StatusForbidden, "own_password")
 	case errors.Is(err, auth.ErrForbidden):
 		message(c, http.StatusForbidden, "forbidden")
 	case errors.Is(err, auth.ErrUserNotFound), errors.Is(err, auth.ErrSessionNotFound):
 		message(c, http.StatusNotFound, "not_found")
-	case errors.Is(err, errBodyTooLarge):
-		message(c, http.StatusRequestEntityTooLarge, "too_large")
 	default:
 		s.internalError(c, err)
 	}
 }
 
 // internalError logs the cause and answers 500 in the path's envelope.
+// Errors the client caused are not internal: every handler falls back to
+// this function, so it answers those (clientFault) instead, and a 500 or
+// an ERROR line always means the box is at fault.
 func (s *server) internalError(c *gin.Context, err error) {
+	if s.clientFault(c, err) {
+		return
+	}
 	s.log.Error("internal error", "path", c.Request.URL.Path, "err", err)
 	if realm(c.Request.URL.Path) == auth.APIIntegration {
 		integrationError(c, http.StatusInternalServerError, codeInternal)

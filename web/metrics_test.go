@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
@@ -42,7 +45,7 @@ func appliance(t *testing.T) (http.Handler, *auth.Auditor) {
 	h, err := web.New(svc, web.Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Throttle:     auth.NewThrottle(auth.ThrottleConfig{IPLimit: 3}),
-		Captchas:     captcha.New(captcha.Config{}),
+		Captchas:     testCaptchas(t, captcha.Config{}),
 		Audit:        audit,
 		LiveSessions: func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
 	})
@@ -92,7 +95,12 @@ func TestMetrics(t *testing.T) {
 		`vmsauth_http_requests_total{method="POST",route="/api/admin/v1/auth/token",code="200"} 1`,
 		`vmsauth_http_requests_total{method="POST",route="/api/admin/v1/auth/token",code="422"} 2`,
 		`vmsauth_http_request_duration_seconds_count{method="POST",route="/api/admin/v1/auth/token"} 4`,
-		`vmsauth_http_request_duration_seconds{method="POST",route="/api/admin/v1/auth/token",quantile="0.99"} `,
+		`vmsauth_http_request_duration_seconds_bucket{method="POST",route="/api/admin/v1/auth/token",le="+Inf"} 4`,
+		`vmsauth_http_request_duration_seconds_bucket{method="POST",route="/api/admin/v1/auth/token",le="0.0001"} `,
+		`vmsauth_http_request_duration_seconds_bucket{method="POST",route="/api/admin/v1/auth/token",le="5"} 4`,
+		"# TYPE vmsauth_http_request_duration_seconds histogram\n",
+		"# TYPE vmsauth_logins_total counter\n",
+		"# TYPE vmsauth_live_sessions gauge\n",
 		`vmsauth_http_requests_total{method="other",route="unmatched",code="404"} 2`,
 		`go_goroutines`,
 		`process_resident_memory_bytes`,
@@ -110,8 +118,89 @@ func TestMetrics(t *testing.T) {
 	if f := families["vmsauth_logins_total"]; f == nil || len(f.GetMetric()) != 2*len(auth.AllAPIs) {
 		t.Errorf("parsed vmsauth_logins_total: %v", f)
 	}
+	// Untyped series lose counter resets and Grafana's metadata; the
+	// client's Go and process metrics are held to this as well, so a new
+	// client version cannot add a family without its help and type.
+	for name, f := range families {
+		if f.GetType() == dto.MetricType_UNTYPED || f.GetHelp() == "" {
+			t.Errorf("%s has type %v and help %q", name, f.GetType(), f.GetHelp())
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "process_cpu_seconds_total", "go_gc_duration_seconds"} {
+		if families[name] == nil {
+			t.Errorf("metrics lack the family %s", name)
+		}
+	}
+	if f := families["vmsauth_http_request_duration_seconds"]; f.GetType() != dto.MetricType_HISTOGRAM {
+		t.Errorf("request latency is a %v, want a histogram", f.GetType())
+	} else {
+		for _, m := range f.GetMetric() {
+			if n := len(m.GetHistogram().GetBucket()); n < 10 {
+				t.Errorf("request latency of %v has %d buckets", m.GetLabel(), n)
+			}
+		}
+	}
 	if rec := serveOnce(h, "GET", "/metrics", "192.0.2.10:5000", ""); rec.Code != http.StatusForbidden {
 		t.Fatalf("metrics from a remote address: %d, want 403", rec.Code)
+	}
+}
+
+// TestMetricsPromtool has Prometheus' own linter judge a real scrape taken
+// after logins of all three APIs, token checks and stray requests: it must
+// report nothing (metadata, types, names, histogram layout).
+func TestMetricsPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("no promtool found; the metrics must be checked in CI (apt-get install prometheus)")
+		}
+		t.Skip("no promtool found; install it (apt-get install prometheus) to check the metrics")
+	}
+	h, _ := appliance(t)
+	const local = "127.0.0.1:5000"
+	for _, login := range []struct{ path, body string }{
+		{"/api/v1/token", `{"login":"admin","password":"admin-password"}`},
+		{"/api/admin/v1/auth/token", `{"login":"admin","password":"admin-password"}`},
+		{"/v1/login_check", `{"username":"admin","password":"admin-password"}`},
+	} {
+		rec := serveOnce(h, "POST", login.path, local, login.body)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", login.path, rec.Code, rec.Body)
+		}
+		body := rec.Body.String()
+		i := strings.Index(body, `token":"`)
+		if i < 0 {
+			t.Fatalf("%s gave no token: %s", login.path, body)
+		}
+		tok := body[i+8:]
+		tok = tok[:strings.IndexByte(tok, '"')]
+		if rec := serveOnce(h, "GET", "/auth/verify", local, "", "Authorization", "Bearer "+tok); rec.Code != http.StatusOK {
+			t.Fatalf("verify after %s: %d %s", login.path, rec.Code, rec.Body)
+		}
+	}
+	serveOnce(h, "POST", "/v1/login_check", local, `{"username":"admin","password":"wrong-password"}`)
+	serveOnce(h, "GET", "/api/v1/captcha", local, "")
+	serveOnce(h, "BREW", "/pot", local, "")
+	serveOnce(h, "GET", "/metrics", local, "") // the second scrape sees the first
+	rec := serveOnce(h, "GET", "/metrics", local, "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("metrics: %d", rec.Code)
+	}
+	for _, want := range []string{
+		`vmsauth_logins_total{api="client",result="ok"} 1`,
+		`vmsauth_logins_total{api="admin",result="ok"} 1`,
+		`vmsauth_logins_total{api="integration",result="ok"} 1`,
+		`vmsauth_http_request_duration_seconds_count{method="GET",route="/auth/verify"} 3`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = rec.Body
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 

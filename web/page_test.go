@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -474,7 +475,7 @@ func TestPageBrowser(t *testing.T) {
 			typeInto("#pw-new", "short"),
 			typeInto("#pw-confirm", "short"),
 			click("#pw-submit"),
-			waitText("#pw-password-error", "The password must be at least 8 characters."),
+			waitText("#pw-password-error", "The password must be at least 8 bytes long."),
 		)
 		p.step("password-set",
 			typeInto("#pw-new", "new-secret-42"),
@@ -584,8 +585,8 @@ func TestPageBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(row+`button[data-action="enable"]`)),
 		)
 		wantStatus(t, e.do("GET", "/api/v1/users/self", nil, authz(clientToken)...), http.StatusUnauthorized)
-		if self := eval[bool](p, `document.querySelector('#users-body tr[data-login="admin"] button[data-action="disable"]').disabled`); !self {
-			t.Error("the technician may press Disable on their own account")
+		if self := eval[bool](p, `!!document.querySelector('#users-body tr[data-login="admin"] button[data-action="disable"]')`); self {
+			t.Error("the technician is offered Disable on their own account")
 		}
 
 		p.step("search",
@@ -601,12 +602,12 @@ func TestPageBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sessions, err := e.Svc.UserSessions(admin.ID)
+		sessions, err := e.Svc.UserSessions(auth.Root, admin.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range sessions {
-			if err := e.Svc.EndSession(s.ID); err != nil {
+			if err := e.Svc.EndSession(auth.Root, s.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -618,6 +619,123 @@ func TestPageBrowser(t *testing.T) {
 		if tok := p.token(); tok != nil {
 			t.Error("a dead token stays in sessionStorage")
 		}
+	})
+
+	// A technician whose role is narrower than the first admin's sees only
+	// what they may do, and a refusal the page did not foresee (the user
+	// changed meanwhile) in words.
+	t.Run("LimitedTechnician", func(t *testing.T) {
+		e := newPageEnv(t)
+		e.addUser("tech", adminAPI, append(slices.Clone(techPerms), auth.PermPermissionsView)...)
+		cam := e.addUser("cam", clientAPI, "cameras-view")
+		p := newPage(t, browser, e.URL)
+		p.step("sign-in",
+			chromedp.Navigate(e.URL+"/"),
+			typeInto("#login-login", "tech"),
+			typeInto("#login-password", "password1"),
+			click("#login-submit"),
+			waitText(`#users-body tr[data-login="cam"]`, "cam"),
+			waitText(`#users-body tr[data-login="admin"]`, "admin"),
+		)
+		actions := func(login string) string {
+			return eval[string](p, `Array.from(document.querySelectorAll('#users-body tr[data-login="`+login+`"] button')).map(function (b) { return b.dataset.action; }).join(",")`)
+		}
+		for login, want := range map[string]string{
+			"admin": "",
+			"cam":   "edit,password,sessions,disable",
+			"tech":  "edit,password,sessions",
+		} {
+			if got := actions(login); got != want {
+				t.Errorf("actions offered on %s: %q, want %q", login, got, want)
+			}
+		}
+
+		p.step("create-dialog",
+			click("#new-user"),
+			chromedp.WaitVisible(chromedp.CSS(`#uf-perms input[value="servers-update"]`)),
+		)
+		if !eval[bool](p, `document.querySelector('#uf-perms input[value="servers-update"]').disabled && !document.querySelector('#uf-perms input[value="cameras-view"]').disabled`) {
+			t.Error("the create dialog offers permissions the technician does not hold")
+		}
+		p.step("select-all-held",
+			click("#uf-perms-all"),
+			typeInto("#uf-login", "door"),
+			typeInto("#uf-password", "door-password"),
+			click("#uf-submit"),
+			chromedp.WaitNotVisible(chromedp.ID("user-dialog")),
+			waitText(`#users-body tr[data-login="door"]`, "door"),
+		)
+		if door, err := e.Svc.UserByLogin("door"); err != nil || len(door.Permissions) != len(techPerms)+1 {
+			t.Fatalf("door created with %v, %v; want the technician's own permissions", door, err)
+		}
+
+		p.step("edit-self",
+			click(`#users-body tr[data-login="tech"] button[data-action="edit"]`),
+			chromedp.WaitVisible(chromedp.ID("user-dialog")),
+			waitText("#uf-self-hint", "only your name"),
+		)
+		if !eval[bool](p, `["uf-api-admin","uf-sessions-limit","uf-ptz","uf-expired-at","uf-can-update-password"].every(function (id) { return document.getElementById(id).disabled; }) && Array.from(document.querySelectorAll("#uf-perms input")).every(function (c) { return c.disabled; }) && document.getElementById("uf-disabled-wrap").hidden && document.getElementById("uf-delete").hidden`) {
+			t.Error("the technician may edit more than the name of their own account")
+		}
+		p.step("renamed-self",
+			typeInto("#uf-name", "Night shift"),
+			click("#uf-submit"),
+			chromedp.WaitNotVisible(chromedp.ID("user-dialog")),
+			waitText("#profile-name", "Night shift"),
+		)
+
+		// Behind the page's back, cam gets a permission the technician
+		// lacks: the page still offers Disable, the box refuses.
+		if _, err := e.Svc.Grant(auth.Root, cam.ID, []string{"servers-update"}); err != nil {
+			t.Fatal(err)
+		}
+		p.step("refused-in-words",
+			click(`#users-body tr[data-login="cam"] button[data-action="disable"]`),
+			chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+			click("#confirm-ok"),
+			waitText("#users-error", "This action is unauthorized."),
+			// The page redraws the list: cam is no longer the technician's.
+			chromedp.WaitNotPresent(chromedp.CSS(`#users-body tr[data-login="cam"] button[data-action="disable"]`)),
+			waitText("#users-error", "This action is unauthorized."),
+		)
+		if u, err := e.Svc.User(cam.ID); err != nil || u.Disabled {
+			t.Fatalf("cam after the refusal: %+v, %v", u, err)
+		}
+	})
+
+	t.Run("OwnPassword", func(t *testing.T) {
+		e := newPageEnv(t)
+		p := newPage(t, browser, e.URL)
+		signIn(p, e)
+		p.step("dialog",
+			click(`#users-body tr[data-login="admin"] button[data-action="password"]`),
+			chromedp.WaitVisible(chromedp.ID("own-password-dialog")),
+			typeInto("#op-current", "not-my-password"),
+			typeInto("#op-new", "brand-new-pass"),
+			typeInto("#op-confirm", "brand-new-pass"),
+			click("#op-submit"),
+			waitText("#op-current_password-error", "The current password is incorrect."),
+		)
+		p.step("changed",
+			typeInto("#op-current", "password1"),
+			click("#op-submit"),
+			chromedp.WaitVisible(chromedp.ID("login-form")),
+			waitText("#login-error", "Your password was changed"),
+		)
+		if tok := p.token(); tok != nil {
+			t.Error("the ended token stays in sessionStorage")
+		}
+		p.step("sign-in-again",
+			typeInto("#login-login", "admin"),
+			typeInto("#login-password", "brand-new-pass"),
+			click("#login-submit"),
+			waitText(`#users-body tr[data-login="admin"]`, "admin"),
+		)
+		p.step("profile-button",
+			click("#change-password"),
+			chromedp.WaitVisible(chromedp.ID("own-password-dialog")),
+			waitText("#own-password-dialog-title", "Change my password"),
+		)
 	})
 
 	t.Run("Russian", func(t *testing.T) {

@@ -29,8 +29,22 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: CipherSuites},
 	}
+}
+
+// CipherSuites are the TLS 1.2 suites the server offers: forward-secret
+// AEAD only. Go's defaults still include the CBC-SHA1 suites
+// (ECDHE-ECDSA-AES128-SHA and -AES256-SHA), which every client that can
+// reach a box today does without. RSA suites serve an operator's RSA
+// certificate (--tls-cert); TLS 1.3 suites are all AEAD and not listed.
+var CipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // SelfSigned returns the paths of the box's self-signed certificate in dir,

@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -19,21 +20,16 @@ var verifyOK = []byte(`{"status":"ok"}`)
 // when ?permission= names one the user lacks. ?api= restricts the token to
 // one API; with api=integration, errors use the integration envelope.
 func (s *server) verify(c *gin.Context) {
-	var api auth.API
-	if q := c.Query("api"); q != "" {
-		a, ok := auth.ParseAPI(q)
-		if !ok {
-			message(c, http.StatusBadRequest, "bad_api")
-			return
-		}
-		api = a
+	api, permission, ok := verifyParams(c)
+	if !ok {
+		return
 	}
 	sess, u, err := s.svc.Authenticate(bearer(c), api, "")
 	if err != nil {
 		s.tokenError(c, api, err)
 		return
 	}
-	if p := c.Query("permission"); p != "" && !u.Has(p) {
+	if permission != "" && !u.Has(permission) {
 		if api == auth.APIIntegration {
 			integrationError(c, http.StatusForbidden, codeForbidden)
 		} else {
@@ -47,4 +43,35 @@ func (s *server) verify(c *gin.Context) {
 	h.Set("X-Auth-Realm", string(sess.API))
 	h.Set("X-Auth-Permissions", strings.Join(u.Permissions, ","))
 	c.Data(http.StatusOK, "application/json; charset=utf-8", verifyOK)
+}
+
+// verifyParams reads ?api= and ?permission=, answering 400 for a query
+// that does not say one thing clearly. Each may be absent, or given once
+// with a value: a check that reads only the first of two values, or skips
+// an empty one, would let a proxy rule that names a permission pass
+// without it. The query is parsed strictly for the same reason: Go's
+// lenient parser silently drops a pair it cannot read (one with a
+// semicolon, say), and with it the permission.
+func verifyParams(c *gin.Context) (api auth.API, permission string, ok bool) {
+	q, err := url.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		message(c, http.StatusBadRequest, "bad_query")
+		return "", "", false
+	}
+	if v, given := q["api"]; given {
+		a, known := auth.ParseAPI(v[0])
+		if len(v) != 1 || !known {
+			message(c, http.StatusBadRequest, "bad_api")
+			return "", "", false
+		}
+		api = a
+	}
+	if v, given := q["permission"]; given {
+		if len(v) != 1 || v[0] == "" {
+			message(c, http.StatusBadRequest, "bad_permission")
+			return "", "", false
+		}
+		permission = v[0]
+	}
+	return api, permission, true
 }

@@ -7,6 +7,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -197,17 +198,77 @@ func limitBody(n int64) gin.HandlerFunc {
 	}
 }
 
-// errBodyTooLarge marks a body over the limit.
-var errBodyTooLarge = errors.New("request body too large")
+// noStore keeps the answers of the endpoints that hand out tokens out of
+// every cache, browser or proxy (RFC 6749 §5.1). It is set before the
+// handler runs so that every answer of the endpoint carries it, errors
+// included: a 419 carries a captcha grace key.
+func noStore(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// Errors reading a request body. Each is the client's doing (or its
+// network's), never the box's: they are answered 4xx, not 500.
+var (
+	errBodyTooLarge = errors.New("request body too large")
+	errBodyCut      = errors.New("request body cut short")
+	errBodyTimeout  = errors.New("request body too slow")
+)
 
 // readBody reads the capped request body.
 func readBody(c *gin.Context) ([]byte, error) {
 	b, err := io.ReadAll(c.Request.Body)
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &tooLarge):
 		return nil, errBodyTooLarge
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// The server's ReadTimeout passed while the body was still coming.
+		return nil, fmt.Errorf("%w: %v", errBodyTimeout, err)
 	}
-	return b, err
+	// Fewer bytes than Content-Length (io.ErrUnexpectedEOF), a reset, a
+	// chunked body that breaks off.
+	return nil, fmt.Errorf("%w: %v", errBodyCut, err)
+}
+
+// statusClientGone is recorded (in metrics and the request log) for a
+// request whose client left before its answer, as nginx does.
+const statusClientGone = 499
+
+// clientFault answers the errors a client causes that handlers do not map
+// themselves: a body too large (413), cut short (400) or too slow (408),
+// and a client that gave up while its request waited (no answer: nobody is
+// listening). It reports whether err was one of them. They are logged at
+// debug level only: they are no fault of the box, and a client can make
+// as many as it likes; the request metrics count them by status.
+func (s *server) clientFault(c *gin.Context, err error) bool {
+	var status, code int
+	var key string
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		status, code, key = http.StatusRequestEntityTooLarge, codeTooLarge, "too_large"
+	case errors.Is(err, errBodyCut):
+		status, code, key = http.StatusBadRequest, codeBadBody, "bad_body"
+	case errors.Is(err, errBodyTimeout):
+		status, code, key = http.StatusRequestTimeout, codeTimeout, "timeout"
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		s.log.Debug("client gone before its answer", "path", c.Request.URL.Path, "ip", c.ClientIP())
+		c.AbortWithStatus(statusClientGone)
+		return true
+	default:
+		return false
+	}
+	s.log.Debug("bad request body", "path", c.Request.URL.Path, "ip", c.ClientIP(), "status", status, "err", err)
+	if realm(c.Request.URL.Path) == auth.APIIntegration {
+		integrationError(c, status, code)
+	} else {
+		message(c, status, key)
+	}
+	return true
 }
 
 // jsonObject decodes a body that should be one JSON object. ok is false for

@@ -1,5 +1,6 @@
-// Package installtest fakes systemd for tests of the service commands:
-// a systemctl on PATH that logs its calls instead of touching the host.
+// Package installtest gives tests of the service commands a systemd: a
+// fake systemctl on PATH that logs its calls instead of touching the host,
+// or a real one, Debian 12 booted in a container (DebianRoot, Boot).
 package installtest
 
 import (

@@ -36,7 +36,7 @@
       'field.can_update_password': 'May change own password',
       'field.disabled': 'Disabled (ends all sessions)',
       'field.permissions': 'Permissions',
-      'hint.password': '8 to 72 characters.',
+      'hint.password': '8 to 72 bytes (a letter outside English may take 2 or more).',
       'hint.loginFixed': 'A login cannot be changed.',
       'hint.sessionsLimit': 'Client sessions at once; 0 means 5.',
       'hint.expiredAt': 'Empty: never.',
@@ -97,6 +97,13 @@
       'user.disabled': 'User {login} disabled; their sessions ended.',
       'user.enabled': 'User {login} enabled.',
       'user.noPermsView': 'Your account may not view the permission list, so permissions cannot be changed here.',
+      'user.selfHint': 'On your own account you can change only your name here; another administrator changes the rest.',
+      'ownPassword.open': 'Change my password',
+      'ownPassword.title': 'Change my password',
+      'ownPassword.lead': 'All of your sessions end, this one too; you sign in again with the new password.',
+      'ownPassword.current': 'Current password',
+      'ownPassword.submit': 'Change password',
+      'ownPassword.done': 'Your password was changed and your sessions ended. Sign in with the new password.',
       'perms.all': 'Select all',
       'perms.none': 'Clear',
       'password.title': 'Password of {login}',
@@ -152,7 +159,7 @@
       'field.can_update_password': 'Может менять свой пароль',
       'field.disabled': 'Отключена (все сессии завершатся)',
       'field.permissions': 'Права',
-      'hint.password': 'От 8 до 72 символов.',
+      'hint.password': 'От 8 до 72 байт (русская буква занимает 2).',
       'hint.loginFixed': 'Логин изменить нельзя.',
       'hint.sessionsLimit': 'Одновременных клиентских сессий; 0 — это 5.',
       'hint.expiredAt': 'Пусто — бессрочно.',
@@ -213,6 +220,13 @@
       'user.disabled': 'Пользователь {login} отключён, его сессии завершены.',
       'user.enabled': 'Пользователь {login} включён.',
       'user.noPermsView': 'Вашей учётной записи не разрешён просмотр списка прав, поэтому права здесь не меняются.',
+      'user.selfHint': 'В своей учётной записи здесь можно изменить только имя; остальное меняет другой администратор.',
+      'ownPassword.open': 'Сменить мой пароль',
+      'ownPassword.title': 'Смена моего пароля',
+      'ownPassword.lead': 'Все ваши сессии завершатся, и эта тоже; войдите снова с новым паролем.',
+      'ownPassword.current': 'Текущий пароль',
+      'ownPassword.submit': 'Сменить пароль',
+      'ownPassword.done': 'Пароль изменён, ваши сессии завершены. Войдите с новым паролем.',
       'perms.all': 'Выбрать все',
       'perms.none': 'Снять все',
       'password.title': 'Пароль: {login}',
@@ -420,6 +434,16 @@
 
   function can(name) { return !!perms[name]; }
 
+  // The box's rule (auth/authorize.go), so the page offers only what the
+  // API allows: a technician acts on a user only when every permission
+  // of that user is one of theirs, and on their own account changes only
+  // the name and, with the current one, the password. The API enforces
+  // it anyway; a refusal is shown in words.
+  function isSelf(u) { return !!me && u.id === me.id; }
+  function mayManage(u) {
+    return (u.permissions || []).every(function (p) { return can(p.name); });
+  }
+
   // loadCatalog fetches the permission catalog once, when the technician
   // may see it; it resolves either way, with catalog set or still null.
   var catalogLoad = null;
@@ -622,17 +646,23 @@
 
     var actions = h('div', { class: 'row-actions' });
     var label = { login: u.login };
-    if (can('users-update')) {
+    var manage = mayManage(u);
+    if (can('users-update') && manage) {
       actions.appendChild(h('button', { type: 'button', class: 'small', 'data-action': 'edit', 'aria-label': t('action.editFor', label), onclick: function () { openUserDialog(u); } }, t('action.edit')));
+    }
+    if (self) {
+      // One's own password is changed with the current one.
+      actions.appendChild(h('button', { type: 'button', class: 'small', 'data-action': 'password', 'aria-label': t('ownPassword.open'), onclick: openOwnPasswordDialog }, t('action.password')));
+    } else if (can('users-update') && manage) {
       actions.appendChild(h('button', { type: 'button', class: 'small', 'data-action': 'password', 'aria-label': t('action.passwordFor', label), onclick: function () { openPasswordDialog(u); } }, t('action.password')));
     }
-    if (can('sessions-view')) {
+    if (can('sessions-view') && manage) {
       actions.appendChild(h('button', { type: 'button', class: 'small', 'data-action': 'sessions', 'aria-label': t('action.sessionsFor', label), onclick: function () { openSessions(u); } }, t('action.sessions')));
     }
-    if (can('users-update')) {
+    if (can('users-update') && manage && !self) {
       actions.appendChild(u.disabled
         ? h('button', { type: 'button', class: 'small', 'data-action': 'enable', 'aria-label': t('action.enableFor', label), onclick: function () { setDisabled(u, false); } }, t('action.enable'))
-        : h('button', { type: 'button', class: 'small danger-text', 'data-action': 'disable', 'aria-label': t('action.disableFor', label), disabled: self, onclick: function () { setDisabled(u, true); } }, t('action.disable')));
+        : h('button', { type: 'button', class: 'small danger-text', 'data-action': 'disable', 'aria-label': t('action.disableFor', label), onclick: function () { setDisabled(u, true); } }, t('action.disable')));
     }
 
     return h('tr', { 'data-login': u.login, 'data-id': String(u.id), class: u.disabled ? 'is-disabled' : '' },
@@ -654,7 +684,10 @@
       api('PATCH', '/users/' + u.id, { disabled: disabled }).then(function () {
         toast(t(disabled ? 'user.disabled' : 'user.enabled', label));
         loadUsers();
-      }, function (err) { if (err.status !== 401) showError($('users-error'), err); });
+      }, function (err) {
+        if (err.status === 401) return;
+        afterRefusal(err).then(function () { showError($('users-error'), err); });
+      });
     });
   }
 
@@ -745,8 +778,16 @@
     show($('uf-login-hint'), !creating);
     show($('uf-password-field'), creating);
     show($('uf-disabled-wrap'), !creating);
-    show($('uf-delete'), !creating && can('users-destroy') && u.id !== me.id);
-    $('uf-disabled').disabled = !creating && u.id === me.id;
+    var self = !creating && isSelf(u);
+    show($('uf-delete'), !creating && can('users-destroy') && !self && mayManage(u));
+    show($('uf-disabled-wrap'), !creating && !self);
+    show($('uf-self-hint'), self);
+    // On their own account only the name is theirs to change.
+    each('#user-form input', function (el) {
+      if (el.id !== 'uf-name' && el.id !== 'uf-login') el.disabled = self;
+    });
+    show($('uf-perms-all'), !self);
+    show($('uf-perms-none'), !self);
 
     var apis = creating ? ['client'] : (u.apis || []);
     each('#user-form input[name=apis]', function (cb) { cb.checked = apis.indexOf(cb.value) >= 0; });
@@ -791,7 +832,9 @@
       var fs = h('fieldset', { class: 'perm-group' }, h('legend', null, g.name));
       g.items.forEach(function (p) {
         fs.appendChild(h('label', { title: p.name },
-          h('input', { type: 'checkbox', name: 'permissions', value: p.name, checked: !!have[p.name] }),
+          // Only permissions the technician holds can be given.
+          h('input', { type: 'checkbox', name: 'permissions', value: p.name, checked: !!have[p.name],
+            disabled: !can(p.name) || (!!editing && isSelf(editing)) }),
           ' ', p.display_name || p.name));
       });
       box.appendChild(fs);
@@ -863,6 +906,7 @@
     }, function (err) {
       if (err.status === 401) return;
       showError($('user-form-error'), applyFieldErrors(form, 'uf', err, USER_INPUTS));
+      afterRefusal(err);
     }).then(function () { button.disabled = false; });
   }
 
@@ -877,20 +921,30 @@
         toast(t('user.deleted', label));
         loadUsers();
       }, function (err) {
-        if (err.status !== 401) showError($('user-form-error'), err);
+        if (err.status === 401) return;
+        showError($('user-form-error'), err);
+        afterRefusal(err);
       });
     });
   }
 
   // refreshMe reloads the technician after they edited their own account.
   function refreshMe() {
-    api('GET', '/auth/user').then(function (u) {
+    return api('GET', '/auth/user').then(function (u) {
       me = u;
       perms = {};
       (u.permissions || []).forEach(function (p) { perms[p.name] = true; });
       renderProfile(sessionStorage.getItem(EXPIRES_KEY));
       show($('new-user'), can('users-create'));
     }, function () {});
+  }
+
+  // afterRefusal brings the page up to date after the box refused an
+  // action the page offered (403): the user, or the technician's own
+  // permissions, changed since the list was drawn.
+  function afterRefusal(err) {
+    if (err.status !== 403) return Promise.resolve();
+    return refreshMe().then(loadUsers);
   }
 
   // ---- Password -------------------------------------------------------
@@ -921,11 +975,43 @@
     api('POST', '/users/' + u.id + '/password', { password: pw }).then(function () {
       $('password-dialog').close();
       toast(t('password.done', { login: u.login }));
-      // The technician's own password change ends this page's session too.
-      if (u.id === me.id) sessionEnded();
     }, function (err) {
       if (err.status === 401) return;
       showError($('password-form-error'), applyFieldErrors(form, 'pw', err, PASSWORD_INPUTS));
+      afterRefusal(err);
+    }).then(function () { button.disabled = false; });
+  }
+
+  // ---- My own password ------------------------------------------------
+
+  var OWN_PASSWORD_INPUTS = { current_password: 'op-current', password: 'op-new', confirm: 'op-confirm' };
+
+  function openOwnPasswordDialog() {
+    var form = $('own-password-form');
+    form.reset();
+    applyFieldErrors(form, 'op', null, OWN_PASSWORD_INPUTS);
+    showError($('own-password-form-error'), null);
+    openDialog($('own-password-dialog'));
+    $('op-current').focus();
+  }
+
+  function onOwnPasswordSubmit(ev) {
+    ev.preventDefault();
+    var form = $('own-password-form'), button = $('op-submit');
+    var pw = $('op-new').value;
+    if (pw !== $('op-confirm').value) {
+      applyFieldErrors(form, 'op', { fields: { confirm: [t('password.mismatch')] } }, OWN_PASSWORD_INPUTS);
+      return;
+    }
+    button.disabled = true;
+    api('POST', '/auth/password', { current_password: $('op-current').value, password: pw }).then(function () {
+      // Every session of the technician ended, this page's too.
+      sessionStorage.removeItem(TOKEN_KEY);
+      sessionStorage.removeItem(EXPIRES_KEY);
+      showLogin(t('ownPassword.done'));
+    }, function (err) {
+      if (err.status === 401) return;
+      showError($('own-password-form-error'), applyFieldErrors(form, 'op', err, OWN_PASSWORD_INPUTS));
     }).then(function () { button.disabled = false; });
   }
 
@@ -1007,8 +1093,10 @@
     $('new-user').addEventListener('click', function () { openUserDialog(null); });
     $('user-form').addEventListener('submit', onUserSubmit);
     $('uf-delete').addEventListener('click', onDeleteUser);
-    $('uf-perms-all').addEventListener('click', function () { each('#uf-perms input', function (cb) { cb.checked = true; }); });
-    $('uf-perms-none').addEventListener('click', function () { each('#uf-perms input', function (cb) { cb.checked = false; }); });
+    $('uf-perms-all').addEventListener('click', function () { each('#uf-perms input:not(:disabled)', function (cb) { cb.checked = true; }); });
+    $('uf-perms-none').addEventListener('click', function () { each('#uf-perms input:not(:disabled)', function (cb) { cb.checked = false; }); });
+    $('change-password').addEventListener('click', openOwnPasswordDialog);
+    $('own-password-form').addEventListener('submit', onOwnPasswordSubmit);
     $('password-form').addEventListener('submit', onPasswordSubmit);
     $('sessions-refresh').addEventListener('click', loadSessions);
     $('prev-page').addEventListener('click', function () { if (query.page > 1) { query.page--; loadUsers(); } });
