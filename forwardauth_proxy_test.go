@@ -40,8 +40,8 @@ func needTool(t *testing.T, name string) string {
 	return ""
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+// loopbackPort returns a loopback port that was free a moment ago.
+func loopbackPort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -302,7 +302,7 @@ func TestForwardAuthNginx(t *testing.T) {
 	p := startProxied(t)
 	backendAddr, backend := startBackend(t)
 	prefix := t.TempDir()
-	port := freePort(t)
+	port := loopbackPort(t)
 	relay, relayed := countingRelay(t, p.sock)
 	user := ""
 	if os.Geteuid() == 0 {
@@ -436,7 +436,7 @@ func TestForwardAuthCaddy(t *testing.T) {
 	p := startProxied(t)
 	backendAddr, backend := startBackend(t)
 	home := t.TempDir()
-	port := freePort(t)
+	port := loopbackPort(t)
 	conf := fmt.Sprintf(`{
 	admin off
 	auto_https off

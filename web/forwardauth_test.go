@@ -30,7 +30,7 @@ func TestForwardAuthHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.CreateUser(context.Background(), auth.NewUser{
+	if _, err := svc.CreateUser(context.Background(), auth.Root, auth.NewUser{
 		Login: "cam1", Password: "password1", APIs: []auth.API{auth.APIIntegration}, Permissions: []string{"archive-view"},
 	}); err != nil {
 		t.Fatal(err)
