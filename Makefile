@@ -9,7 +9,7 @@ SIZE_LIMIT = 12000000
 # run (see web/bench_test.go); BENCHTIME=1x makes a smoke run of a few seconds.
 BENCHTIME ?= 3s
 
-.PHONY: release size-check bench measure test
+.PHONY: release size-check bench measure fwdbench test
 
 release:
 	@mkdir -p dist
@@ -35,3 +35,10 @@ measure: release
 
 test:
 	go test -race ./...
+
+# Forward auth through a real nginx (one worker) with wrk: a location protected
+# by vmsauth's --forward-auth-listen against the same location whose auth
+# subrequest goes to an nginx server block that only answers 200, over a unix
+# socket and over TCP loopback. Needs nginx and wrk (apt-get install nginx wrk).
+fwdbench: release
+	go run ./tools/fwdbench -dist dist
