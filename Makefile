@@ -30,7 +30,7 @@ release:
 deb: release
 	@rm -f dist/vmsauth_*.deb
 	go run ./tools/deb -describe '$(VERSION)' -date "$$(git log -1 --format=%cI)" \
-		-dist dist -out dist/deb-build -maintainer '$(DEB_MAINTAINER)'
+		-dist dist -out dist/deb-build -arches '$(DEB_ARCHES)' -maintainer '$(DEB_MAINTAINER)'
 	@for a in $(DEB_ARCHES); do \
 		$(NFPM) package --config dist/deb-build/nfpm-$$a.json --packager deb --target dist/ || exit 1; \
 	done

@@ -44,13 +44,9 @@ const (
 	unitPath    = "/lib/systemd/system/vmsauth.service" // Debian 12's place for packaged units
 )
 
-// arches maps Debian's architecture names to the release binaries' suffix
+// goarch maps Debian's architecture names to the release binaries' suffix
 // (dist/vmsauth-linux-<goarch>; arm is built with GOARM=7, Debian's armhf).
-var arches = []struct{ deb, goarch string }{
-	{"amd64", "amd64"},
-	{"arm64", "arm64"},
-	{"armhf", "arm"},
-}
+var goarch = map[string]string{"amd64": "amd64", "arm64": "arm64", "armhf": "arm"}
 
 func main() {
 	describe := flag.String("describe", "", "output of git describe --tags --always --dirty")
@@ -58,15 +54,16 @@ func main() {
 	dist := flag.String("dist", "dist", "directory holding the release binaries vmsauth-linux-<goarch>")
 	out := flag.String("out", "dist/deb-build", "directory for the unit and the nfpm configurations")
 	src := flag.String("src", "tools/deb", "directory of the maintainer scripts and the files shipped beside the binary")
+	arches := flag.String("arches", "amd64,arm64,armhf", "Debian architectures to configure, separated by spaces or commas")
 	maintainer := flag.String("maintainer", "vmsauth maintainers <vmsauth@example.com>", "the package's Maintainer field")
 	flag.Parse()
-	if err := run(*describe, *date, *dist, *out, *src, *maintainer); err != nil {
+	if err := run(*describe, *date, *dist, *out, *src, strings.FieldsFunc(*arches, func(r rune) bool { return r == ' ' || r == ',' }), *maintainer); err != nil {
 		fmt.Fprintln(os.Stderr, "deb:", err)
 		os.Exit(1)
 	}
 }
 
-func run(describe, date, dist, out, src, maintainer string) error {
+func run(describe, date, dist, out, src string, arches []string, maintainer string) error {
 	when, err := time.Parse(time.RFC3339, date)
 	if err != nil {
 		return fmt.Errorf("-date %q: want the commit time in RFC 3339 (git log -1 --format=%%cI)", date)
@@ -95,16 +92,19 @@ func run(describe, date, dist, out, src, maintainer string) error {
 		return err
 	}
 	for _, a := range arches {
-		bin := filepath.Join(dist, "vmsauth-linux-"+a.goarch)
+		if goarch[a] == "" {
+			return fmt.Errorf("-arches: %q is none of amd64, arm64, armhf", a)
+		}
+		bin := filepath.Join(dist, "vmsauth-linux-"+goarch[a])
 		if _, err := os.Stat(bin); err != nil {
 			return fmt.Errorf("%v (run make release first)", err)
 		}
-		c := config(a.deb, version, maintainer, when, abs(bin), abs(unitFile), abs(changes), src)
+		c := config(a, version, maintainer, when, abs(bin), abs(unitFile), abs(changes), src)
 		b, err := json.MarshalIndent(c, "", "  ")
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(out, "nfpm-"+a.deb+".json"), append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(out, "nfpm-"+a+".json"), append(b, '\n'), 0o644); err != nil {
 			return err
 		}
 	}
