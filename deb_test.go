@@ -123,6 +123,17 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("after remove and reinstall, user show alice: %q", out)
 	}
 
+	// A port below 1024, with the drop-in the README gives for it.
+	low := freePort(t, 600, 1023)
+	m.MustRun(t, "sh", "-c", fmt.Sprintf(`set -e
+mkdir -p /etc/systemd/system/vmsauth.service.d
+printf '[Service]\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nPrivateUsers=no\n' > /etc/systemd/system/vmsauth.service.d/low-port.conf
+sed -i 's/^VMSAUTH_LISTEN=.*/VMSAUTH_LISTEN=127.0.0.1:%d/' /etc/default/vmsauth
+systemctl daemon-reload
+systemctl restart vmsauth`, low))
+	waitHealthy(t, fmt.Sprintf("https://127.0.0.1:%d", low))
+	m.MustRun(t, "rm", "-r", "/etc/systemd/system/vmsauth.service.d")
+
 	// purge removes the package, its settings, its enablement and the data.
 	apt("purge", "vmsauth")
 	if got := is("is-active"); got == "active" {
