@@ -55,6 +55,9 @@ func TestDebianPackage(t *testing.T) {
 	}
 	data := serviceDataDir
 
+	// A data directory that a root-run vmsauth left is taken over, but no
+	// file outside it through a link.
+	m.MustRun(t, "sh", "-c", "install -d -m 0755 "+data+" && touch "+data+"/old && ln -s /etc/shadow "+data+"/link")
 	out := apt("install", "./"+filepath.Base(deb))
 	t.Logf("apt install:\n%s", out)
 	if got := is("is-enabled"); got != "enabled" {
@@ -68,6 +71,9 @@ func TestDebianPackage(t *testing.T) {
 	}
 	if got := m.MustRun(t, "stat", "-c", "%U %G %a", data, "/etc/default/vmsauth"); got != "vmsauth vmsauth 700\nroot root 600" {
 		t.Errorf("data directory and settings: %q", got)
+	}
+	if got := m.MustRun(t, "find", data, "/etc/shadow", "!", "-user", "vmsauth"); got != "/etc/shadow" {
+		t.Errorf("files not vmsauth's after the takeover: %q, want only /etc/shadow", got)
 	}
 	unit := m.MustRun(t, "cat", "/lib/systemd/system/vmsauth.service")
 
