@@ -74,9 +74,14 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
 	}
-	if len(e.Message) == 0 && e.Err == nil && len(e.Kinds) > 0 {
-		b.WriteString(": ")
-		b.WriteString(e.Kinds[0].Error())
+	var kinds []string
+	for _, k := range e.Kinds {
+		if k != errTokenRefused {
+			kinds = append(kinds, strings.TrimPrefix(k.Error(), "etcd: "))
+		}
+	}
+	if len(kinds) > 0 {
+		fmt.Fprintf(&b, " [%s]", strings.Join(kinds, ", "))
 	}
 	return b.String()
 }
