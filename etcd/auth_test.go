@@ -12,6 +12,7 @@ import (
 // --auth-token-ttl), so a token expires between two requests and the client
 // must renew it.
 func TestAuth(t *testing.T) {
+	t.Parallel() // mostly waiting for tokens to expire
 	cl := etcdtest.Start(t, etcdtest.Options{AuthTokenTTL: 1})
 	cl.EnableAuth("rootpw", etcdtest.User{Name: "box", Password: "boxpw", Prefix: "/site/"})
 	ctx := ctxT(t)
@@ -75,6 +76,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestLease(t *testing.T) {
+	t.Parallel() // mostly waiting for the lease to expire
 	cl := etcdtest.Start(t, etcdtest.Options{})
 	c := newClient(t, cl, Config{})
 	ctx := ctxT(t)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"vmsauth/etcd/etcdtest"
 )
 
 // fakeMember is an HTTP server on loopback standing for one member whose
@@ -153,5 +155,37 @@ func TestDecodeNumbers(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &kv); err == nil {
 			t.Errorf("%s decoded", bad)
 		}
+	}
+}
+
+// TestTLS reaches a cluster that wants a client certificate, with the
+// configuration TLSConfig reads from files; without the certificate the
+// member refuses.
+func TestTLS(t *testing.T) {
+	cl := etcdtest.Start(t, etcdtest.Options{TLS: true})
+	tc, err := TLSConfig(cl.CAFile, cl.CertFile, cl.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, cl, Config{TLS: tc})
+	put(t, c, "/tls", "ok")
+	st, err := c.StatusOf(ctxT(t), cl.Endpoints()[0])
+	if err != nil || st.Leader == 0 {
+		t.Fatalf("status over TLS: %+v, %v", st, err)
+	}
+
+	noCert, err := TLSConfig(cl.CAFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := newClient(t, cl, Config{TLS: noCert})
+	if _, err := c2.Range(ctxT(t), RangeRequest{Key: []byte("/tls")}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("without a client certificate: %v, want ErrUnavailable", err)
+	}
+	if _, err := New(Config{Endpoints: cl.Endpoints()}); err == nil {
+		t.Fatal("an https endpoint without TLS configuration was accepted")
+	}
+	if _, err := TLSConfig(cl.CAFile, cl.CertFile, ""); err == nil {
+		t.Fatal("a certificate without its key was accepted")
 	}
 }

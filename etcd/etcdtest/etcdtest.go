@@ -32,6 +32,11 @@ type Options struct {
 	// AuthTokenTTL is etcd's --auth-token-ttl in seconds (300 if zero): a
 	// simple token expires that long after its last use.
 	AuthTokenTTL int
+	// TLS serves the client URLs over https with a certificate from a CA
+	// made for the cluster, and asks clients for a certificate from it
+	// (--client-cert-auth). The files are in Cluster.CAFile, CertFile and
+	// KeyFile. Members speak to each other over plain http.
+	TLS bool
 }
 
 // Cluster is a running etcd cluster.
@@ -40,7 +45,11 @@ type Cluster struct {
 	bin     string
 	dir     string
 	opts    Options
+	hc      *http.Client // for the harness's own requests
 	Members []*Member
+	// With Options.TLS: the CA that signed the members' certificates, and
+	// a client certificate and key it signed too.
+	CAFile, CertFile, KeyFile string
 }
 
 // Member is one etcd process. ClientURL is what clients use.
@@ -76,14 +85,23 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.Members <= 0 {
 		opts.Members = 1
 	}
-	c := &Cluster{t: t, bin: Binary(t), dir: t.TempDir(), opts: opts}
+	c := &Cluster{t: t, bin: Binary(t), dir: t.TempDir(), opts: opts, hc: &http.Client{Timeout: 2 * time.Second}}
 	t.Cleanup(c.cleanup)
+	scheme := "http"
+	if opts.TLS {
+		tc, err := c.makeCerts()
+		if err != nil {
+			t.Fatalf("etcdtest: certificates: %v", err)
+		}
+		c.hc.Transport = &http.Transport{TLSClientConfig: tc}
+		scheme = "https"
+	}
 	// Free ports are found by listening on port 0 and closing; another
 	// process may take one before etcd binds it, so a start that fails on
 	// a taken port is tried again on new ports.
 	var err error
 	for attempt := 1; attempt <= 4; attempt++ {
-		if err = c.start(attempt); err == nil {
+		if err = c.start(attempt, scheme); err == nil {
 			return c
 		}
 		c.stopAll()
@@ -95,7 +113,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return nil
 }
 
-func (c *Cluster) start(attempt int) error {
+func (c *Cluster) start(attempt int, scheme string) error {
 	n := c.opts.Members
 	ports, err := freePorts(2 * n)
 	if err != nil {
@@ -107,7 +125,7 @@ func (c *Cluster) start(attempt int) error {
 	for i := 0; i < n; i++ {
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i+1),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, ports[2*i]),
 			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
 		}
 		m.dataDir = filepath.Join(c.dir, fmt.Sprintf("try%d", attempt), m.Name)
@@ -125,6 +143,11 @@ func (c *Cluster) start(attempt int) error {
 		}
 		if c.opts.AuthTokenTTL > 0 {
 			m.args = append(m.args, "--auth-token-ttl", strconv.Itoa(c.opts.AuthTokenTTL))
+		}
+		if c.opts.TLS {
+			m.args = append(m.args, "--cert-file", filepath.Join(c.dir, "server.pem"),
+				"--key-file", filepath.Join(c.dir, "server-key.pem"),
+				"--trusted-ca-file", c.CAFile, "--client-cert-auth")
 		}
 		if err := os.MkdirAll(filepath.Dir(m.dataDir), 0o700); err != nil {
 			return err
@@ -186,14 +209,13 @@ func (c *Cluster) launch(m *Member) error {
 // waitHealthy polls the member's /health until it reports a leader.
 func (c *Cluster) waitHealthy(m *Member, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	hc := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case <-m.done:
 			return fmt.Errorf("%s exited: %s", m.Name, tail(m.logPath, 5))
 		default:
 		}
-		resp, err := hc.Get(m.ClientURL + "/health")
+		resp, err := c.hc.Get(m.ClientURL + "/health")
 		if err == nil {
 			var h struct{ Health string }
 			json.NewDecoder(resp.Body).Decode(&h)
@@ -343,7 +365,7 @@ func (c *Cluster) post(path string, in any) {
 		if !m.running() {
 			continue
 		}
-		resp, err := http.Post(m.ClientURL+path, "application/json", bytes.NewReader(body))
+		resp, err := c.hc.Post(m.ClientURL+path, "application/json", bytes.NewReader(body))
 		if err != nil {
 			c.t.Fatalf("etcdtest: %s: %v", path, err)
 		}
