@@ -276,12 +276,7 @@ func (c *Client) once(ctx context.Context, ep endpoint, path string, body []byte
 
 // transportError classifies a failure with no answer from etcd.
 func transportError(ctx context.Context, ep string, err error, maybeApplied bool) error {
-	e := &Error{Endpoint: ep, Err: err}
-	if maybeApplied {
-		e.Kinds = []error{ErrMaybeApplied}
-	} else {
-		e.Kinds = []error{ErrUnavailable}
-	}
+	e := &Error{Endpoint: ep, Err: err, Kinds: unanswered(maybeApplied)}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		e.Kinds = append(e.Kinds, ErrTimeout)
 	}
@@ -300,7 +295,7 @@ func answerError(ep string, status int, data []byte, write bool) error {
 		// 404 under /v3/).
 		e := &Error{Endpoint: ep, Message: fmt.Sprintf("HTTP %d: %.80q", status, data)}
 		if status >= 500 {
-			e.Kinds = []error{ErrUnavailable}
+			e.Kinds = unanswered(write)
 		}
 		return e
 	}

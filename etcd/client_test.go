@@ -81,6 +81,9 @@ func TestRotationPolicy(t *testing.T) {
 		{"OKWriteAfterNoLeader", etcdError(503, 14, "etcdserver: no leader"), true, nil, true},
 		{"ErrMaybeAppliedWriteTimeout", hang, true, []error{ErrMaybeApplied, ErrTimeout}, false},
 		{"ErrMaybeAppliedEtcdTimeout", etcdError(503, 14, "etcdserver: request timed out"), true, []error{ErrMaybeApplied, ErrTimeout}, false},
+		{"OKWriteAfterTooManyRequests", etcdError(503, 14, "etcdserver: too many requests"), true, nil, true},
+		{"ErrMaybeAppliedServerStopped", etcdError(503, 14, "etcdserver: server stopped"), true, []error{ErrMaybeApplied}, false},
+		{"ErrMaybeAppliedProxy502", etcdError(502, 0, ""), true, []error{ErrMaybeApplied}, false},
 		{"ErrPermissionDeniedNoRetry", etcdError(403, 7, "etcdserver: permission denied"), false, []error{ErrPermissionDenied}, false},
 		{"ErrCompactedNoRetry", etcdError(400, 11, "etcdserver: mvcc: required revision has been compacted"), false, []error{ErrCompacted}, false},
 	} {

@@ -133,18 +133,22 @@ const (
 func classify(endpoint string, code int, msg string, write bool) *Error {
 	e := &Error{Endpoint: endpoint, Code: code, Message: msg}
 	switch {
+	case strings.Contains(msg, "no leader"):
+		// Refused before raft: not applied.
+		e.Kinds = []error{ErrUnavailable, ErrNoLeader}
+	case strings.Contains(msg, "too many requests"), strings.Contains(msg, "proposal dropped"),
+		strings.Contains(msg, "not capable"), strings.Contains(msg, "unhealthy cluster"):
+		// Also refused before raft (or dropped by it): not applied.
+		e.Kinds = []error{ErrUnavailable}
 	case strings.Contains(msg, "request timed out"), code == codeDeadlineExceeded:
 		// etcd proposed the request to raft and did not see it applied in
 		// time: it may still be.
-		if write {
-			e.Kinds = []error{ErrMaybeApplied, ErrTimeout}
-		} else {
-			e.Kinds = []error{ErrUnavailable, ErrTimeout}
-		}
-	case strings.Contains(msg, "no leader"):
-		e.Kinds = []error{ErrUnavailable, ErrNoLeader}
-	case code == codeUnavailable:
-		e.Kinds = []error{ErrUnavailable}
+		e.Kinds = unanswered(write, ErrTimeout)
+	case code == codeUnavailable, strings.Contains(msg, "server stopped"), strings.Contains(msg, "request cancelled"):
+		// Any other failure of a member to serve (stopping while the
+		// request waited for raft, the gateway's own connection to the
+		// member breaking): a write may have gone through.
+		e.Kinds = unanswered(write)
 	case strings.Contains(msg, "invalid auth token"), strings.Contains(msg, "revision in header is old"),
 		strings.Contains(msg, "invalid auth management"), strings.Contains(msg, "user name is empty"),
 		code == codeUnauthenticated:
@@ -163,6 +167,15 @@ func classify(endpoint string, code int, msg string, write bool) *Error {
 		e.Kinds = []error{ErrLeaseNotFound}
 	}
 	return e
+}
+
+// unanswered gives the kinds of a request that got no definite answer: a
+// read may go to another member, a write may have been applied.
+func unanswered(write bool, more ...error) []error {
+	if write {
+		return append([]error{ErrMaybeApplied}, more...)
+	}
+	return append([]error{ErrUnavailable}, more...)
 }
 
 // errTokenRefused is internal: the client renews its token once and sends

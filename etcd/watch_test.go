@@ -141,10 +141,22 @@ func TestWatchBrokenResume(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < total; i++ {
-			_, err := wc.Put(ctx, PutRequest{Key: fmt.Appendf(append([]byte(nil), prefix...), "%03d", i), Value: []byte("v")})
-			if err != nil {
-				writeErr <- err
-				return
+			// A create guarded by the key's absence, so that a write that
+			// may have been applied (the leader may be the member killed)
+			// can be sent again without a second event.
+			key := fmt.Appendf(append([]byte(nil), prefix...), "%03d", i)
+			for {
+				_, err := wc.Txn(ctx, TxnRequest{
+					Compare: []Compare{CompareVersion(key, Equal, 0)},
+					Success: []Op{{Put: &PutRequest{Key: key, Value: []byte("v")}}},
+				})
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, ErrMaybeApplied) && !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+					writeErr <- err
+					return
+				}
 			}
 			time.Sleep(2 * time.Millisecond)
 		}

@@ -10,7 +10,6 @@ package etcdtest
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -193,6 +192,7 @@ func (c *Cluster) launch(m *Member) error {
 	// Its own process group, so a ^C to the test does not reach it first
 	// and the cleanup stops it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithTest(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return err
@@ -389,7 +389,3 @@ func prefixEnd(p []byte) []byte {
 	}
 	return []byte{0}
 }
-
-// B64 is base64 as etcd's JSON API wants keys and values, for tests that
-// talk to etcd directly.
-func B64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
