@@ -11,8 +11,9 @@
 // the binary (9.2 MB more for vmsauth's release binary, which must stay
 // under 12 MB) and its packages' initialisation costs about 9 MB of
 // resident memory on every box, even one that never joins a site. This
-// package adds a few kilobytes, as net/http and encoding/json are in the
-// binary already.
+// package adds nothing to a binary that links it without calling it, about
+// 112 kB with every call in use (net/http, crypto/tls and encoding/json are
+// in the binary already), and has no start-up work.
 //
 // Failures: a read (Range, Status, a lease keep-alive...) moves on to the
 // next endpoint on a connection error, a timeout or an "unavailable"
