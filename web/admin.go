@@ -10,7 +10,7 @@ import (
 )
 
 func (s *server) adminRoutes(r *gin.Engine) {
-	g := r.Group("/api/admin/v1")
+	g := r.Group("/api/admin/v1", useEnvelope(s.laravel))
 	g.POST("/auth/token", noStore, s.adminLogin)
 	authed := g.Group("", s.requireToken(auth.APIAdmin))
 	authed.GET("/auth/user", s.adminSelf)

@@ -22,8 +22,9 @@ const statusSessionLimit = 419
 const onlineWithin = 5 * time.Minute
 
 func (s *server) clientRoutes(r *gin.Engine) {
-	g := r.Group("/api/v1")
+	g := r.Group("/api/v1", useEnvelope(s.laravel))
 	g.POST("/token", noStore, s.clientLogin)
+	s.captchaRoutes(g)
 	authed := g.Group("", s.requireToken(auth.APIClient))
 	authed.GET("/users/self", s.clientSelf)
 	authed.POST("/logout", s.logout)
@@ -213,22 +214,13 @@ func (s *server) requireToken(api auth.API) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sess, u, err := s.svc.Authenticate(bearer(c), api, c.ClientIP())
 		if err != nil {
-			s.tokenError(c, api, err)
+			s.envelope(c).tokenError(c, err)
 			return
 		}
 		c.Set(ctxSession, sess)
 		c.Set(ctxUser, u)
 		c.Next()
 	}
-}
-
-// tokenError answers a failed token check in api's envelope.
-func (s *server) tokenError(c *gin.Context, api auth.API, err error) {
-	if api == auth.APIIntegration {
-		s.integrationTokenError(c, err)
-		return
-	}
-	s.laravelError(c, err)
 }
 
 const (

@@ -16,7 +16,7 @@ import (
 )
 
 // admit runs the login throttle for a request naming login (maybe "").
-// Refused, it answers 429 in api's envelope and returns false. Admitted, it
+// Refused, it answers 429 in the API's envelope and returns false. Admitted, it
 // sets the budget headers and returns the attempt, which counts as a
 // failure of login unless the handler calls Succeeded.
 func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attempt, bool) {
@@ -80,21 +80,17 @@ func (s *server) tooMany(c *gin.Context, api auth.API, d auth.Decision) {
 	setRateHeaders(c, d)
 	c.Header("Retry-After", strconv.Itoa(d.RetryAfter(s.svc.Now())))
 	c.Header("X-RateLimit-Reset", strconv.FormatInt(d.Reset.Unix(), 10))
-	if api == auth.APIIntegration {
-		integrationError(c, http.StatusTooManyRequests, codeTooMany)
-		return
-	}
-	message(c, http.StatusTooManyRequests, "too_many")
+	s.envelope(c).fault(c, faultTooMany)
 }
 
 // captchaRoutes serves the seed product's "Getting captcha" endpoint and
 // an audio version of the same digits.
-func (s *server) captchaRoutes(r *gin.Engine) {
+func (s *server) captchaRoutes(g *gin.RouterGroup) {
 	if s.captchas == nil {
 		return
 	}
-	r.GET("/api/v1/captcha", s.newCaptcha)
-	r.GET("/api/v1/captcha/:key/audio", s.captchaAudio)
+	g.GET("/captcha", s.newCaptcha)
+	g.GET("/captcha/:key/audio", s.captchaAudio)
 }
 
 // captchaAllowed applies the per-IP captcha budget: drawing costs CPU

@@ -59,7 +59,7 @@ func integrationError(c *gin.Context, status, code int) {
 }
 
 func (s *server) integrationRoutes(r *gin.Engine) {
-	g := r.Group("/v1")
+	g := r.Group("/v1", useEnvelope(s.integration))
 	g.POST("/login_check", noStore, s.integrationLogin)
 	g.POST("/token/refresh", noStore, s.integrationRefresh)
 	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)

@@ -88,7 +88,7 @@ func (s *server) pageRoutes(r *gin.Engine) {
 		name := c.Param("name")
 		f, ok := files[name]
 		if !ok || name == "index.html" {
-			s.notFound(c)
+			s.envelope(c).fault(c, faultNotFound)
 			return
 		}
 		servePageFile(c, f)
