@@ -52,9 +52,7 @@ func (s *server) clientLogin(c *gin.Context) {
 		sessionID = ""
 	}
 	key, answer := s.captchaFields(c, errs, fields, login, sessionID)
-	if len(errs) > 0 {
-		att.Succeeded() // no password was tried
-		invalid(c, errs)
+	if fieldsRefused(c, att, errs) {
 		return
 	}
 	if !s.checkCaptcha(c, login, sessionID, key, answer) {
@@ -62,14 +60,9 @@ func (s *server) clientLogin(c *gin.Context) {
 		return
 	}
 
-	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
-		API: auth.APIClient, Login: login, Password: password,
-		ReplaceSession: sessionID, Meta: clientMeta(c),
+	issued, err := s.passwordLogin(c, att, auth.LoginRequest{
+		API: auth.APIClient, Login: login, Password: password, ReplaceSession: sessionID,
 	})
-	s.logLogin(c, auth.APIClient, login, err)
-	if !errors.Is(err, auth.ErrBadCredentials) {
-		att.Succeeded()
-	}
 	var limit *auth.SessionLimitError
 	switch {
 	case err == nil:
@@ -101,6 +94,33 @@ func (s *server) beginLogin(c *gin.Context, api auth.API) (map[string]json.RawMe
 	named, _, _ := stringField(fields, "login")
 	att, ok := s.admit(c, api, named)
 	return fields, att, ok
+}
+
+// fieldsRefused answers 422 with errs, if there are any, and reports
+// whether it did. No password was tried, so the attempt does not count as
+// a failure of the login.
+func fieldsRefused(c *gin.Context, att *auth.Attempt, errs fieldErrors) bool {
+	if len(errs) == 0 {
+		return false
+	}
+	att.Succeeded()
+	invalid(c, errs)
+	return true
+}
+
+// passwordLogin is what the three login APIs share once a login is past
+// the throttle (admit) and its fields are read: the password and account
+// checks (auth), the log, audit trail and metrics (logLogin), and the
+// throttle's count, where only a wrong password counts as a failure. The
+// caller answers err in its API's own terms.
+func (s *server) passwordLogin(c *gin.Context, att *auth.Attempt, req auth.LoginRequest) (*auth.Issued, error) {
+	req.Meta = clientMeta(c)
+	issued, err := s.svc.Login(c.Request.Context(), req)
+	s.logLogin(c, req.API, req.Login, err)
+	if !errors.Is(err, auth.ErrBadCredentials) {
+		att.Succeeded()
+	}
+	return issued, err
 }
 
 // loginFields reads a Laravel-style login body. Like Laravel, a body that is

@@ -122,13 +122,7 @@ func (s *server) integrationLogin(c *gin.Context) {
 		att.Succeeded() // no password was tried
 		return
 	}
-	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
-		API: auth.APIIntegration, Login: f[0], Password: f[1], Meta: clientMeta(c),
-	})
-	s.logLogin(c, auth.APIIntegration, f[0], err)
-	if !errors.Is(err, auth.ErrBadCredentials) {
-		att.Succeeded()
-	}
+	issued, err := s.passwordLogin(c, att, auth.LoginRequest{API: auth.APIIntegration, Login: f[0], Password: f[1]})
 	switch {
 	case err == nil:
 		s.tokenPair(c, issued)
