@@ -104,7 +104,7 @@ func TestCaptchaEndpoint(t *testing.T) {
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
 	}
-	e.Clock.Add(10 * time.Minute)
+	e.Clock.Advance(10 * time.Minute)
 	wantStatus(t, e.do("GET", "/api/v1/captcha", nil), http.StatusOK)
 }
 
@@ -153,7 +153,7 @@ func TestCaptchaLogin(t *testing.T) {
 	})
 	t.Run("Expired", func(t *testing.T) {
 		key := e.newCaptcha()
-		e.Clock.Add(61 * time.Second)
+		e.Clock.Advance(61 * time.Second)
 		wantCaptchaError(login(`,"captcha":"`+captchaAnswer+`","key":"`+key+`"`), "captcha", "incorrect")
 	})
 	t.Run("Russian", func(t *testing.T) {
@@ -195,7 +195,7 @@ func TestCaptchaGrace(t *testing.T) {
 	}
 	t.Run("RetryWithTheKeyOnly", func(t *testing.T) {
 		key, sid := limited()
-		e.Clock.Add(119 * time.Second)
+		e.Clock.Advance(119 * time.Second)
 		wantStatus(t, retry(key, sid), http.StatusOK)
 	})
 	t.Run("RetryWithTheSameCaptcha", func(t *testing.T) {
@@ -232,7 +232,7 @@ func TestCaptchaGrace(t *testing.T) {
 	})
 	t.Run("GraceExpires", func(t *testing.T) {
 		key, sid := limited()
-		e.Clock.Add(120 * time.Second)
+		e.Clock.Advance(120 * time.Second)
 		r := retry(key, sid)
 		wantStatus(t, r, http.StatusUnprocessableEntity)
 		if !strings.Contains(string(r.Body), "captcha") {

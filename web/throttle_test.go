@@ -49,7 +49,7 @@ func TestThrottleEachAPI(t *testing.T) {
 				if r.Header.Get("X-RateLimit-Limit") != "10" || r.Header.Get("X-RateLimit-Remaining") != strconv.Itoa(9-i) {
 					t.Fatalf("request %d: limit %q remaining %q", i+1, r.Header.Get("X-RateLimit-Limit"), r.Header.Get("X-RateLimit-Remaining"))
 				}
-				e.Clock.Add(time.Second)
+				e.Clock.Advance(time.Second)
 			}
 			r := e.do("POST", tt.path, tt.body)
 			wantThrottle(t, r, e.Clock.Now(), 590)
@@ -58,7 +58,7 @@ func TestThrottleEachAPI(t *testing.T) {
 			}
 			// A malformed request is refused too: throttling comes first.
 			wantStatus(t, e.do("POST", tt.path, "{"), http.StatusTooManyRequests)
-			e.Clock.Add(590 * time.Second)
+			e.Clock.Advance(590 * time.Second)
 			wantStatus(t, e.do("POST", tt.path, tt.body), http.StatusOK)
 		})
 	}
@@ -83,13 +83,13 @@ func TestThrottlePerLogin(t *testing.T) {
 		r := e.do("POST", "/api/v1/token", `{"login":"alice","password":"wrong-password"}`, "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
 		wantStatus(t, r, http.StatusUnprocessableEntity)
 	}
-	e.Clock.Add(time.Minute)
+	e.Clock.Advance(time.Minute)
 	// Even the right password, from a fresh address, on another API.
 	r := e.do("POST", "/api/admin/v1/auth/token", `{"login":"ALICE","password":"password1"}`, "X-Forwarded-For", "203.0.113.7")
 	wantThrottle(t, r, e.Clock.Now(), 540)
 	r = e.do("POST", "/v1/login_check", `{"username":"alice","password":"password1"}`, "X-Forwarded-For", "203.0.113.8")
 	wantStatus(t, r, http.StatusTooManyRequests)
-	e.Clock.Add(9 * time.Minute)
+	e.Clock.Advance(9 * time.Minute)
 	r = e.do("POST", "/api/v1/token", `{"login":"alice","password":"password1"}`, "X-Forwarded-For", "203.0.113.9")
 	wantStatus(t, r, http.StatusOK)
 }
