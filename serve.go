@@ -125,7 +125,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
-	h, err := web.New(svc, web.Options{
+	hs, err := web.NewHandlers(svc, web.Options{
 		TrustedProxies: proxies,
 		Logger:         log,
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{
@@ -140,7 +140,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	srv := web.NewServer(cfg.Listen, h)
+	srv := web.NewServer(cfg.Listen, hs.Main)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
@@ -162,9 +162,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.InsecureHTTP {
 		scheme = "http"
 	}
+	// Both listeners are open before the line that says the service listens.
+	faSrv, faLn, err := openForwardAuth(&cfg, hs.ForwardAuth, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
+	servers := []*http.Server{srv}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if cfg.InsecureHTTP {
 			errc <- srv.Serve(ln)
@@ -172,11 +179,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			errc <- srv.ServeTLS(ln, certFile, keyFile)
 		}
 	}()
+	if faSrv != nil {
+		servers = append(servers, faSrv)
+		go func() { errc <- faSrv.Serve(faLn) }()
+	}
 	var failed error
 wait:
 	for {
 		select {
 		case err := <-errc:
+			// One listener failed: the other stops too (its unix socket,
+			// if any, is removed as it closes).
+			for _, s := range servers {
+				s.Close()
+			}
 			return err
 		case <-ctx.Done():
 			log.Info("shutting down")
@@ -208,17 +224,22 @@ wait:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown did not finish in time; closing", "err", err)
-		srv.Close()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("shutdown did not finish in time; closing", "err", err)
+			s.Close()
+		}
 	}
 	if failed != nil {
 		return fmt.Errorf("stopped: %w", failed)
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	var firstErr error
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && firstErr == nil {
+			firstErr = err
+		}
 	}
-	return nil
+	return firstErr
 }
 
 // fatalStop is the first failure that must stop serve.

@@ -82,6 +82,24 @@ func init() {
 
 // New returns the HTTP handler of every vmsauth endpoint.
 func New(svc *auth.Service, opt Options) (http.Handler, error) {
+	hs, err := NewHandlers(svc, opt)
+	if err != nil {
+		return nil, err
+	}
+	return hs.Main, nil
+}
+
+// Handlers are vmsauth's two HTTP handlers, on one set of rules and metrics.
+type Handlers struct {
+	// Main serves every endpoint, for the HTTPS listener.
+	Main http.Handler
+	// ForwardAuth serves only /auth/verify and /healthz, for the
+	// plain-HTTP listener of the reverse proxy on the box itself.
+	ForwardAuth http.Handler
+}
+
+// NewHandlers returns both handlers.
+func NewHandlers(svc *auth.Service, opt Options) (*Handlers, error) {
 	if opt.BodyLimit <= 0 {
 		opt.BodyLimit = DefaultBodyLimit
 	}
@@ -131,7 +149,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.GET("/auth/verify", s.verify)
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
-	return r, nil
+	return &Handlers{Main: r, ForwardAuth: s.forwardAuthRouter()}, nil
 }
 
 // joinForwardedFor makes every X-Forwarded-For line count: Gin reads only
