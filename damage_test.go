@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vmsauth/internal/testkit"
 )
 
 // A damaged database must be refused, never repaired, served from or
@@ -204,7 +206,7 @@ func serveUntilExit(t *testing.T, dir string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(binary(t), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--insecure-http")
 	cmd.Env = procEnv()
-	var out syncBuffer
+	var out testkit.LogBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

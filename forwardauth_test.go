@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vmsauth/internal/testkit"
 )
 
 func TestForwardAuthConfig(t *testing.T) {
@@ -67,7 +69,7 @@ var forwardAuthRE = regexp.MustCompile(`msg="forward auth listening" addr=(\S+)`
 
 // loggedForwardAuth returns the forward-auth address serve logged (before
 // the line startServe waits for).
-func loggedForwardAuth(t *testing.T, out *syncBuffer) string {
+func loggedForwardAuth(t *testing.T, out *testkit.LogBuffer) string {
 	t.Helper()
 	m := forwardAuthRE.FindStringSubmatch(out.String())
 	if m == nil {
@@ -229,7 +231,7 @@ func TestForwardAuthRefusesNonSocket(t *testing.T) {
 	getenv := envOf("VMSAUTH_DATA", dir, "VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.LogBuffer
 	code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, getenv, strings.NewReader(""), &stdout, &stderr)
 	if code == 0 || !strings.Contains(stderr.String(), "--forward-auth-listen") || !strings.Contains(stderr.String(), "not a socket") {
 		t.Fatalf("exit %d, stderr %q; want a refusal naming the option", code, stderr.String())
@@ -259,7 +261,7 @@ func TestForwardAuthRefusesLiveSocket(t *testing.T) {
 		}
 	}()
 	getenv := envOf("VMSAUTH_DATA", dir, "VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password")
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.LogBuffer
 	code := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, getenv, strings.NewReader(""), &stdout, &stderr)
 	if code == 0 || !strings.Contains(stderr.String(), "in use by another process") {
 		t.Fatalf("exit %d, stderr %q; want a refusal", code, stderr.String())

@@ -31,8 +31,8 @@ func (s *server) forwardAuthRouter() http.Handler {
 	// No body limit: no route here reads a body, and unread bodies are
 	// bounded by the server's ReadTimeout.
 	r.Use(s.metrics.observe, s.logForwardAuth, s.recover)
-	r.NoRoute(s.notFound)
-	r.NoMethod(s.methodNotAllowed)
+	r.NoRoute(s.unrouted(faultNotFound))
+	r.NoMethod(s.unrouted(faultMethod))
 	r.GET("/auth/verify", bodylessSuccess, s.verify)
 	r.GET("/healthz", s.healthz)
 	return r

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -35,7 +36,7 @@ func TestForwardAuthHandler(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	hs, err := web.NewHandlers(svc, web.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

@@ -174,7 +174,7 @@ func TestIntegrationTokens(t *testing.T) {
 		"id": alice.ID, "username": "alice", "expires_at": stamp(e.Clock.Now().Add(24 * time.Hour)),
 	})))
 
-	e.Clock.Add(time.Hour)
+	e.Clock.Advance(time.Hour)
 	second, _ := e.integrationLogin("alice")
 	wantStatus(t, me(authz(first)...), http.StatusOK) // a new token leaves earlier ones valid
 	wantStatus(t, me(authz(second)...), http.StatusOK)
@@ -186,12 +186,12 @@ func TestIntegrationTokens(t *testing.T) {
 		wantCode(t, me(authz(rt)...), codeTokenInvalid)
 	})
 	t.Run("ErrExpired", func(t *testing.T) {
-		e.Clock.Add(23*time.Hour - time.Second) // first is 24 h old less a second
+		e.Clock.Advance(23*time.Hour - time.Second) // first is 24 h old less a second
 		wantStatus(t, me(authz(first)...), http.StatusOK)
-		e.Clock.Add(time.Second)
+		e.Clock.Advance(time.Second)
 		wantCode(t, me(authz(first)...), codeTokenExpired)
 		wantStatus(t, me(authz(second)...), http.StatusOK)
-		e.Clock.Add(time.Hour)
+		e.Clock.Advance(time.Hour)
 		wantCode(t, me(authz(second)...), codeTokenExpired)
 	})
 	t.Run("ErrEndedWithAccount", func(t *testing.T) {
@@ -219,7 +219,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		tok1, rt1 := e.integrationLogin("alice")
 		otherTok, otherRT := e.integrationLogin("alice") // a separate chain
 
-		e.Clock.Add(time.Hour)
+		e.Clock.Advance(time.Hour)
 		tok2, rt2 := checkTokenPair(t, e, refresh(e, rt1))
 		if tok2 == tok1 || rt2 == rt1 {
 			t.Fatal("refresh returned the old pair")
@@ -247,11 +247,11 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", integrationAPI)
 		_, rt := e.integrationLogin("alice")
-		e.Clock.Add(23 * time.Hour)
+		e.Clock.Advance(23 * time.Hour)
 		tok, _ := checkTokenPair(t, e, refresh(e, rt))
-		e.Clock.Add(24*time.Hour - time.Second)
+		e.Clock.Advance(24*time.Hour - time.Second)
 		wantStatus(t, me(e, tok), http.StatusOK)
-		e.Clock.Add(time.Second)
+		e.Clock.Advance(time.Second)
 		wantCode(t, me(e, tok), codeTokenExpired)
 	})
 
@@ -259,7 +259,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", integrationAPI)
 		tok, rt := e.integrationLogin("alice")
-		e.Clock.Add(30*24*time.Hour - time.Second)
+		e.Clock.Advance(30*24*time.Hour - time.Second)
 		wantCode(t, me(e, tok), codeTokenExpired)
 		tok2, _ := checkTokenPair(t, e, refresh(e, rt))
 		wantStatus(t, me(e, tok2), http.StatusOK)
@@ -269,7 +269,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", integrationAPI)
 		_, rt := e.integrationLogin("alice")
-		e.Clock.Add(30 * 24 * time.Hour)
+		e.Clock.Advance(30 * 24 * time.Hour)
 		wantCode(t, refresh(e, rt), codeTokenExpired)
 	})
 

@@ -70,6 +70,8 @@ type server struct {
 	captchaLimit   *auth.Window
 	audit          *auth.Auditor
 	metrics        *metrics
+	// The two error envelopes, set on each API's route group.
+	laravel, integration envelope
 }
 
 func init() {
@@ -119,6 +121,7 @@ func NewHandlers(svc *auth.Service, opt Options) (*Handlers, error) {
 		captchas: opt.Captchas, requireCaptcha: opt.RequireCaptcha, captchaLimit: opt.CaptchaLimit,
 		audit: opt.Audit, metrics: newMetrics(opt.LiveSessions, opt.MetricsAllow),
 	}
+	s.laravel, s.integration = laravelEnvelope{s}, integrationEnvelope{s}
 
 	r := gin.New()
 	// Gin trusts X-Forwarded-For from everyone by default; a camera client
@@ -136,11 +139,10 @@ func NewHandlers(svc *auth.Service, opt Options) (*Handlers, error) {
 	r.RedirectFixedPath = false
 
 	r.Use(joinForwardedFor, s.metrics.observe, s.logRequests, s.recover, limitBody(opt.BodyLimit))
-	r.NoRoute(s.notFound)
-	r.NoMethod(s.methodNotAllowed)
+	r.NoRoute(s.unrouted(faultNotFound))
+	r.NoMethod(s.unrouted(faultMethod))
 
 	s.clientRoutes(r)
-	s.captchaRoutes(r)
 	s.adminRoutes(r)
 	s.integrationRoutes(r)
 	s.pageRoutes(r)
@@ -159,18 +161,6 @@ func joinForwardedFor(c *gin.Context) {
 		c.Request.Header.Set("X-Forwarded-For", strings.Join(v, ","))
 	}
 	c.Next()
-}
-
-// realm tells which API a path belongs to, so errors outside any handler
-// (404, 405, panics, oversized bodies) still use that API's envelope.
-func realm(path string) auth.API {
-	switch {
-	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
-		return auth.APIIntegration
-	case strings.HasPrefix(path, "/api/admin/"):
-		return auth.APIAdmin
-	}
-	return auth.APIClient
 }
 
 func (s *server) logRequests(c *gin.Context) {
@@ -261,15 +251,14 @@ const statusClientGone = 499
 // debug level only: they are no fault of the box, and a client can make
 // as many as it likes; the request metrics count them by status.
 func (s *server) clientFault(c *gin.Context, err error) bool {
-	var status, code int
-	var key string
+	var f fault
 	switch {
 	case errors.Is(err, errBodyTooLarge):
-		status, code, key = http.StatusRequestEntityTooLarge, codeTooLarge, "too_large"
+		f = faultTooLarge
 	case errors.Is(err, errBodyCut):
-		status, code, key = http.StatusBadRequest, codeBadBody, "bad_body"
+		f = faultBadBody
 	case errors.Is(err, errBodyTimeout):
-		status, code, key = http.StatusRequestTimeout, codeTimeout, "timeout"
+		f = faultTimeout
 	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
 		s.log.Debug("client gone before its answer", "path", c.Request.URL.Path, "ip", c.ClientIP())
 		c.AbortWithStatus(statusClientGone)
@@ -277,12 +266,8 @@ func (s *server) clientFault(c *gin.Context, err error) bool {
 	default:
 		return false
 	}
-	s.log.Debug("bad request body", "path", c.Request.URL.Path, "ip", c.ClientIP(), "status", status, "err", err)
-	if realm(c.Request.URL.Path) == auth.APIIntegration {
-		integrationError(c, status, code)
-	} else {
-		message(c, status, key)
-	}
+	s.log.Debug("bad request body", "path", c.Request.URL.Path, "ip", c.ClientIP(), "status", f.status, "err", err)
+	s.envelope(c).fault(c, f)
 	return true
 }
 
