@@ -11,6 +11,8 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
 
 	"vmsauth/auth"
 	"vmsauth/store"
@@ -20,11 +22,37 @@ import (
 // version is set at release build time with -ldflags "-X vmsauth/cli.version=...".
 var version = "dev"
 
-const usage = `vmsauth - login and token service for NVR/VMS boxes
+// command is one entry of the command line. The table below is the only
+// list of commands: the usage text, the dispatch and the control socket's
+// allow-list are all read from it.
+type command struct {
+	// names are the command's name and its aliases.
+	names []string
+	// synopsis is the command's lines of the usage text; empty when an
+	// earlier entry's lines cover it too (uninstall, start, ...).
+	synopsis string
+	run      func(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error
+	// socket says the running service may run the command for a caller
+	// that cannot open the database it holds (see control.go).
+	socket bool
+}
 
-Usage:
+// commands returns the table of commands. It is a function, not a
+// variable, because commands print the usage text the table makes.
+func commands() []command {
+	service := func(action string) func(context.Context, []string, func(string) string, io.Reader, io.Writer, io.Writer) error {
+		return func(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+			return serviceCommand(action, args, getenv, stdout, stderr)
+		}
+	}
+	return []command{
+		{names: []string{"serve"}, synopsis: `
   vmsauth serve [flags]            run the service (vmsauth serve -h for flags)
-  vmsauth serve --print-config     show the effective configuration
+  vmsauth serve --print-config     show the effective configuration`,
+			run: func(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+				return serve(ctx, args, getenv, stdout, stderr)
+			}},
+		{names: []string{"user"}, socket: true, run: userCommand, synopsis: `
   vmsauth user add --login L [--name N] [--api client,admin,integration]
                    [--permissions p,q|all] [--sessions-limit N] [--password-hash H]
                                    create a user (password on stdin, or generated)
@@ -35,19 +63,67 @@ Usage:
   vmsauth user enable LOGIN        enable an account
   vmsauth user delete LOGIN        delete an account
   vmsauth user grant LOGIN PERM... grant permissions (or "all")
-  vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")
-  vmsauth backup FILE              write a checked copy of the live database
-  vmsauth restore FILE             replace the database with a backup (service stopped)
+  vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")`},
+		{names: []string{"backup"}, synopsis: `
+  vmsauth backup FILE              write a checked copy of the live database`,
+			run: func(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+				return backupCommand(ctx, args, getenv, stdout, stderr)
+			}},
+		{names: []string{"restore"}, synopsis: `
+  vmsauth restore FILE             replace the database with a backup (service stopped)`,
+			run: func(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+				return restoreCommand(args, getenv, stdout, stderr)
+			}},
+		{names: []string{"audit"}, socket: true, run: auditCommand, synopsis: `
   vmsauth audit [--login L] [--since T] [--limit N]
-                                   show login attempts, newest first
-  vmsauth install [serve flags]    register the system service (data in /var/lib/vmsauth)
+                                   show login attempts, newest first`},
+		{names: []string{"install"}, run: service("install"), synopsis: `
+  vmsauth install [serve flags]    register the system service (data in /var/lib/vmsauth)`},
+		{names: []string{"uninstall"}, run: service("uninstall"), synopsis: `
   vmsauth uninstall | start | stop | restart | status
-                                   manage the system service
-  vmsauth version                  print the version
+                                   manage the system service`},
+		{names: []string{"start"}, run: service("start")},
+		{names: []string{"stop"}, run: service("stop")},
+		{names: []string{"restart"}, run: service("restart")},
+		{names: []string{"status"}, run: service("status")},
+		{names: []string{"version", "--version", "-v"}, synopsis: `
+  vmsauth version                  print the version`,
+			run: func(_ context.Context, _ []string, _ func(string) string, _ io.Reader, stdout, _ io.Writer) error {
+				fmt.Fprintf(stdout, "vmsauth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+				return nil
+			}},
+		{names: []string{"help", "-h", "--help"},
+			run: func(_ context.Context, _ []string, _ func(string) string, _ io.Reader, stdout, _ io.Writer) error {
+				fmt.Fprint(stdout, usage())
+				return nil
+			}},
+	}
+}
+
+// lookup finds the command called name.
+func lookup(name string) (command, bool) {
+	for _, c := range commands() {
+		if slices.Contains(c.names, name) {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// usage is the usage text, made from the table of commands.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("vmsauth - login and token service for NVR/VMS boxes\n\nUsage:")
+	for _, c := range commands() {
+		b.WriteString(c.synopsis)
+	}
+	b.WriteString(`
 
 Every user, backup, restore and audit command takes --data DIR (default
 ./data, or $VMSAUTH_DATA), and works whether or not the service is running.
-`
+`)
+	return b.String()
+}
 
 // Main runs the command in args and returns the process exit code.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -67,31 +143,15 @@ var errUsage = errors.New("usage")
 // process environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return 2
 	}
-	var err error
-	switch args[0] {
-	case "serve":
-		err = serve(ctx, args[1:], getenv, stdout, stderr)
-	case "user":
-		err = userCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
-	case "backup":
-		err = backupCommand(ctx, args[1:], getenv, stdout, stderr)
-	case "restore":
-		err = restoreCommand(args[1:], getenv, stdout, stderr)
-	case "audit":
-		err = auditCommand(ctx, args[1:], getenv, stdin, stdout, stderr)
-	case "install", "uninstall", "start", "stop", "restart", "status":
-		err = serviceCommand(args[0], args[1:], getenv, stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintf(stdout, "vmsauth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "vmsauth: unknown command %q\n\n%s", args[0], usage)
+	c, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "vmsauth: unknown command %q\n\n%s", args[0], usage())
 		return 2
 	}
+	err := c.run(ctx, args[1:], getenv, stdin, stdout, stderr)
 	var code exitCode
 	switch {
 	case err == nil:

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -137,16 +136,13 @@ func pipedInput(stdin io.Reader) (string, error) {
 	return string(b), err
 }
 
-// socketCommands are the only commands the socket runs.
-var socketCommands = []string{"user", "audit"}
-
 // ctlHandler serves the control socket for the running service l.
 func ctlHandler(l *local, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /run", func(w http.ResponseWriter, r *http.Request) {
 		var req ctlRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil ||
-			len(req.Args) == 0 || !slices.Contains(socketCommands, req.Args[0]) {
+			len(req.Args) == 0 || !socketCommand(req.Args[0]) {
 			http.Error(w, "not a command the socket runs", http.StatusBadRequest)
 			return
 		}
@@ -165,6 +161,12 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 		}
 	})
 	return mux
+}
+
+// socketCommand says whether the table lets the socket run the command.
+func socketCommand(name string) bool {
+	c, ok := lookup(name)
+	return ok && c.socket
 }
 
 // listenControl opens the control socket, owner-only from the moment it

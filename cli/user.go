@@ -17,7 +17,7 @@ import (
 // userCommand runs "vmsauth user SUB ..." on the data directory.
 func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return errUsage
 	}
 	original := append([]string{"user"}, args...)
@@ -141,7 +141,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		}
 		fmt.Fprintf(stdout, "%s now has: %s\n", u.Login, strings.Join(u.Permissions, ", "))
 	default:
-		fmt.Fprintf(stderr, "vmsauth: unknown user command %q\n\n%s", sub, usage)
+		fmt.Fprintf(stderr, "vmsauth: unknown user command %q\n\n%s", sub, usage())
 		return errUsage
 	}
 	return nil
