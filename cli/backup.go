@@ -18,11 +18,12 @@ import (
 )
 
 // oneFileArg parses a command's flags and its single FILE argument.
-func oneFileArg(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) (string, error) {
+func oneFileArg(fs *flag.FlagSet, args []string, env Env) (string, error) {
+	stderr := env.Stderr
 	// Let the file come before the flags too: "backup x.db --data /d".
 	var file string
 	for {
-		if err := parseFlags(fs, args, getenv, stderr); err != nil {
+		if err := parseFlags(fs, args, env); err != nil {
 			return "", err
 		}
 		if fs.NArg() == 0 {
@@ -44,11 +45,11 @@ func oneFileArg(fs *flag.FlagSet, args []string, getenv func(string) string, std
 // backupCommand writes a consistent copy of the live database to FILE,
 // through the running service when it holds the file, and checks the copy
 // before reporting success.
-func backupCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func backupCommand(ctx context.Context, env Env, args []string) error {
 	var dataDir string
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	dataFlag(fs, &dataDir)
-	file, err := oneFileArg(fs, args, getenv, stderr)
+	file, err := oneFileArg(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err := giveToDirOwner(dataDir); err != nil { // FILE may be in it
 		return err
 	}
-	fmt.Fprintf(stdout, "Backup written to %s (%d bytes, checked).\n", file, n)
+	fmt.Fprintf(env.Stdout, "Backup written to %s (%d bytes, checked).\n", file, n)
 	return nil
 }
 
@@ -152,11 +153,11 @@ func syncDir(dir string) error {
 // restoreCommand replaces the database with FILE, which must be a valid
 // vmsauth database; the service must be stopped. The replaced database is
 // kept beside it.
-func restoreCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func restoreCommand(_ context.Context, env Env, args []string) error {
 	var dataDir string
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	dataFlag(fs, &dataDir)
-	file, err := oneFileArg(fs, args, getenv, stderr)
+	file, err := oneFileArg(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -194,15 +195,15 @@ func restoreCommand(args []string, getenv func(string) string, stdout, stderr io
 	if err := giveToDirOwner(dataDir); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Restored %s into %s.\n", file, live)
+	fmt.Fprintf(env.Stdout, "Restored %s into %s.\n", file, live)
 	if kept != "" {
-		fmt.Fprintf(stdout, "The previous database is kept as %s.\n", kept)
+		fmt.Fprintf(env.Stdout, "The previous database is kept as %s.\n", kept)
 	}
 	return nil
 }
 
 // auditCommand prints the login audit trail, newest first.
-func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+func auditCommand(ctx context.Context, env Env, args []string) error {
 	original := append([]string{"audit"}, args...)
 	var (
 		dataDir, login, since string
@@ -213,7 +214,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	fs.StringVar(&login, "login", "", "only attempts naming this login")
 	fs.StringVar(&since, "since", "", `only attempts since a time ("2026-01-31 08:00:00", "2026-01-31") or for a duration back ("24h")`)
 	fs.IntVar(&limit, "limit", 100, "most entries shown (0: all)")
-	if err := parseFlags(fs, args, getenv, stderr); err != nil {
+	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
 	f := auth.AuditFilter{Login: login, Limit: max(limit, 0)}
@@ -224,7 +225,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 			return fmt.Errorf("--since %q: want YYYY-MM-DD[ HH:MM:SS] or a duration such as 24h", since)
 		}
 	}
-	return withService(ctx, dataDir, auth.Config{}, true, original, stdin, stdout, stderr, func(l *local) error {
+	return withService(ctx, env, dataDir, auth.Config{}, true, original, func(l *local) error {
 		var entries []auth.AuditEntry
 		var err error
 		if l.audit != nil {
@@ -235,7 +236,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tIP\tAPI\tLOGIN\tRESULT\tREASON")
 		for _, e := range entries {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%q\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.IP, e.API, e.Login, e.Result, e.Reason)

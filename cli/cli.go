@@ -22,6 +22,25 @@ import (
 // version is set at release build time with -ldflags "-X vmsauth/cli.version=...".
 var version = "dev"
 
+// Env is what a command gets from the process that runs it: the
+// environment, the standard streams and, when the running service runs the
+// command for its control socket, the service's open database. Tests fill
+// it in instead of touching the process.
+type Env struct {
+	Getenv func(string) string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+
+	// local is the running service's open database when the command runs
+	// inside the service (control.go); nil: the command opens the data
+	// directory itself.
+	local *local
+	// host is the system the service commands act on; the zero value is
+	// this machine as it is.
+	host serviceHost
+}
+
 // command is one entry of the command line. The table below is the only
 // list of commands: the usage text, the dispatch and the control socket's
 // allow-list are all read from it.
@@ -31,7 +50,7 @@ type command struct {
 	// synopsis is the command's lines of the usage text; empty when an
 	// earlier entry's lines cover it too (uninstall, start, ...).
 	synopsis string
-	run      func(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error
+	run      func(ctx context.Context, env Env, args []string) error
 	// socket says the running service may run the command for a caller
 	// that cannot open the database it holds (see control.go).
 	socket bool
@@ -40,18 +59,13 @@ type command struct {
 // commands returns the table of commands. It is a function, not a
 // variable, because commands print the usage text the table makes.
 func commands() []command {
-	service := func(action string) func(context.Context, []string, func(string) string, io.Reader, io.Writer, io.Writer) error {
-		return func(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
-			return serviceCommand(action, args, getenv, stdout, stderr)
-		}
+	service := func(action string) func(context.Context, Env, []string) error {
+		return func(_ context.Context, env Env, args []string) error { return serviceCommand(env, action, args) }
 	}
 	return []command{
-		{names: []string{"serve"}, synopsis: `
+		{names: []string{"serve"}, run: serve, synopsis: `
   vmsauth serve [flags]            run the service (vmsauth serve -h for flags)
-  vmsauth serve --print-config     show the effective configuration`,
-			run: func(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
-				return serve(ctx, args, getenv, stdout, stderr)
-			}},
+  vmsauth serve --print-config     show the effective configuration`},
 		{names: []string{"user"}, socket: true, run: userCommand, synopsis: `
   vmsauth user add --login L [--name N] [--api client,admin,integration]
                    [--permissions p,q|all] [--sessions-limit N] [--password-hash H]
@@ -64,16 +78,10 @@ func commands() []command {
   vmsauth user delete LOGIN        delete an account
   vmsauth user grant LOGIN PERM... grant permissions (or "all")
   vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")`},
-		{names: []string{"backup"}, synopsis: `
-  vmsauth backup FILE              write a checked copy of the live database`,
-			run: func(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
-				return backupCommand(ctx, args, getenv, stdout, stderr)
-			}},
-		{names: []string{"restore"}, synopsis: `
-  vmsauth restore FILE             replace the database with a backup (service stopped)`,
-			run: func(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
-				return restoreCommand(args, getenv, stdout, stderr)
-			}},
+		{names: []string{"backup"}, run: backupCommand, synopsis: `
+  vmsauth backup FILE              write a checked copy of the live database`},
+		{names: []string{"restore"}, run: restoreCommand, synopsis: `
+  vmsauth restore FILE             replace the database with a backup (service stopped)`},
 		{names: []string{"audit"}, socket: true, run: auditCommand, synopsis: `
   vmsauth audit [--login L] [--since T] [--limit N]
                                    show login attempts, newest first`},
@@ -88,13 +96,13 @@ func commands() []command {
 		{names: []string{"status"}, run: service("status")},
 		{names: []string{"version", "--version", "-v"}, synopsis: `
   vmsauth version                  print the version`,
-			run: func(_ context.Context, _ []string, _ func(string) string, _ io.Reader, stdout, _ io.Writer) error {
-				fmt.Fprintf(stdout, "vmsauth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			run: func(_ context.Context, env Env, _ []string) error {
+				fmt.Fprintf(env.Stdout, "vmsauth %s (%s, %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 				return nil
 			}},
 		{names: []string{"help", "-h", "--help"},
-			run: func(_ context.Context, _ []string, _ func(string) string, _ io.Reader, stdout, _ io.Writer) error {
-				fmt.Fprint(stdout, usage())
+			run: func(_ context.Context, env Env, _ []string) error {
+				fmt.Fprint(env.Stdout, usage())
 				return nil
 			}},
 	}
@@ -126,8 +134,8 @@ Every user, backup, restore and audit command takes --data DIR (default
 }
 
 // Main runs the command in args and returns the process exit code.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return run(ctx, args, getenv, stdin, stdout, stderr)
+func Main(ctx context.Context, args []string, env Env) int {
+	return run(ctx, args, env)
 }
 
 // exitDamaged is the exit status of a command refused or stopped because
@@ -139,9 +147,9 @@ const exitDamaged = 3
 var errUsage = errors.New("usage")
 
 // run executes one command and returns the process exit code. ctx ends a
-// running server; getenv is injectable so tests need not touch the
-// process environment.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+// running server.
+func run(ctx context.Context, args []string, env Env) int {
+	stderr := env.Stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage())
 		return 2
@@ -151,7 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprintf(stderr, "vmsauth: unknown command %q\n\n%s", args[0], usage())
 		return 2
 	}
-	err := c.run(ctx, args[1:], getenv, stdin, stdout, stderr)
+	err := c.run(ctx, env, args[1:])
 	var code exitCode
 	switch {
 	case err == nil:

@@ -54,7 +54,7 @@ func envOf(kv ...string) func(string) string {
 func cli(t *testing.T, getenv func(string) string, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, getenv, strings.NewReader(stdin), &out, &errb)
+	code = run(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
 	return code, out.String(), errb.String()
 }
 
@@ -68,7 +68,7 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 	out := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), getenv, strings.NewReader(""), out, out)
+		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: out, Stderr: out})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -34,8 +34,6 @@ type local struct {
 	audit *auth.Auditor // nil outside serve
 }
 
-type localKey struct{}
-
 // exitCode carries a forwarded command's exit status back to run.
 type exitCode int
 
@@ -46,13 +44,13 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // for a command that only reads: it never writes to the file), else, when
 // the service holds the file, the whole command (args) goes over the
 // control socket.
-func withService(ctx context.Context, dataDir string, acfg auth.Config, readOnly bool, args []string, stdin io.Reader, stdout, stderr io.Writer, fn func(*local) error) error {
-	if l, ok := ctx.Value(localKey{}).(*local); ok {
-		return fn(l)
+func withService(ctx context.Context, env Env, dataDir string, acfg auth.Config, readOnly bool, args []string, fn func(*local) error) error {
+	if env.local != nil {
+		return fn(env.local)
 	}
 	db, svc, err := openService(dataDir, acfg, store.Options{ReadOnly: readOnly})
 	if errors.Is(err, store.ErrLocked) {
-		return forward(ctx, dataDir, args, stdin, stdout, stderr, err)
+		return forward(ctx, env, dataDir, args, err)
 	}
 	if err != nil {
 		return err
@@ -101,8 +99,8 @@ func ctlDo(ctx context.Context, dataDir, method, path string, body io.Reader, lo
 
 // forward sends a command to the running service. locked is the error
 // that sent it there, reported if the socket does not answer.
-func forward(ctx context.Context, dataDir string, args []string, stdin io.Reader, stdout, stderr io.Writer, locked error) error {
-	input, err := pipedInput(stdin)
+func forward(ctx context.Context, env Env, dataDir string, args []string, locked error) error {
+	input, err := pipedInput(env.Stdin)
 	if err != nil {
 		return err
 	}
@@ -116,8 +114,8 @@ func forward(ctx context.Context, dataDir string, args []string, stdin io.Reader
 	if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&out) != nil {
 		return fmt.Errorf("the running service refused the command (HTTP %d)", res.StatusCode)
 	}
-	io.WriteString(stdout, out.Stdout)
-	io.WriteString(stderr, out.Stderr)
+	io.WriteString(env.Stdout, out.Stdout)
+	io.WriteString(env.Stderr, out.Stderr)
 	if out.Code != 0 {
 		return exitCode(out.Code)
 	}
@@ -148,9 +146,10 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 		}
 		log.Info("command from the control socket", "command", strings.Join(req.Args[:min(2, len(req.Args))], " "))
 		var out, errOut bytes.Buffer
-		ctx := context.WithValue(r.Context(), localKey{}, l)
+		// The caller's environment stays with the caller: flags alone
+		// say what the command does here.
 		noEnv := func(string) string { return "" }
-		code := run(ctx, req.Args, noEnv, strings.NewReader(req.Stdin), &out, &errOut)
+		code := run(r.Context(), req.Args, Env{Getenv: noEnv, Stdin: strings.NewReader(req.Stdin), Stdout: &out, Stderr: &errOut, local: l})
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(ctlResponse{Code: code, Stdout: out.String(), Stderr: errOut.String()})
 	})

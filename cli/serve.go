@@ -34,7 +34,8 @@ const captchaSecretFile = "captcha-secret"
 // installer who missed it on the console.
 const initialPasswordFile = "initial-admin-password"
 
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, env Env, args []string) error {
+	getenv, stdout, stderr := env.Getenv, env.Stdout, env.Stderr
 	var cfg config
 	fs := serveFlags(&cfg)
 	sources, err := parseFlagSources(fs, args, getenv, stderr)
