@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,9 @@ var (
 	binPath   string
 	buildErr  error
 )
+
+// listenRE finds the URL in the line a served process logs when it listens.
+var listenRE = regexp.MustCompile(`url=(https?://[^ \n]+)`)
 
 // moduleRoot is the module's directory, seen from this package's: the
 // command's main package and the Makefile are there.

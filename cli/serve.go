@@ -34,32 +34,82 @@ const captchaSecretFile = "captcha-secret"
 // installer who missed it on the console.
 const initialPasswordFile = "initial-admin-password"
 
+// serve runs the service until ctx ends or something fatal happens.
 func serve(ctx context.Context, env Env, args []string) error {
-	getenv, stdout, stderr := env.Getenv, env.Stdout, env.Stderr
-	var cfg config
-	fs := serveFlags(&cfg)
-	sources, err := parseFlagSources(fs, args, getenv, stderr)
+	cfg, err := serveConfig(env, args)
+	if err != nil || cfg == nil {
+		return err
+	}
+	a, err := newApp(ctx, env, cfg)
 	if err != nil {
 		return err
 	}
+	defer a.Close()
+	return a.Run(ctx)
+}
+
+// serveConfig parses and checks serve's flags. With --print-config it
+// prints the configuration and returns nil.
+func serveConfig(env Env, args []string) (*config, error) {
+	var cfg config
+	fs := serveFlags(&cfg)
+	sources, err := parseFlagSources(fs, args, env.Getenv, env.Stderr)
+	if err != nil {
+		return nil, err
+	}
 	if err := cfg.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.PrintConfig {
-		printConfig(fs, sources, getenv, stdout)
-		return nil
+		printConfig(fs, sources, env.Getenv, env.Stdout)
+		return nil, nil
 	}
+	return &cfg, nil
+}
+
+// app is the running service: the database, the rules on it, the
+// background work and the listeners. newApp opens it all (so the listeners'
+// addresses are known as it returns), Run serves until the end, Close
+// releases everything in the reverse order of newApp. Tests start one on
+// port 0 and ask it for its URL.
+type app struct {
+	log *slog.Logger
+	db  *store.DB
+
+	checkStart time.Time
+	checkDone  <-chan error
+	checked    chan struct{}
+	fatal      *fatalStop
+
+	servers []*http.Server
+	serve   []func() error // one per server, run by Run
+	url     string
+	faURL   string // "": no forward-auth listener
+
+	// closers undo newApp's steps; Close runs them last first.
+	closers []func()
+}
+
+// newApp opens the service cfg describes. On error, what it had opened is
+// closed again.
+func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	level, _ := cfg.level()
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	a := &app{log: slog.New(slog.NewTextHandler(env.Stdout, &slog.HandlerOptions{Level: level}))}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	log := a.log
 
 	// The hashing pool stays as wide as the cores, and the scheduler gets one
 	// P more: with every core hashing during a login flood, token checks
 	// still find a free P instead of waiting for bcrypt to be preempted. It
-	// is put back on return so that serving twice in one process (the tests)
+	// is put back on Close so that serving twice in one process (the tests)
 	// does not add a P each time.
 	workers := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(workers + 1)
-	defer runtime.GOMAXPROCS(workers)
+	a.onClose(func() { runtime.GOMAXPROCS(workers) })
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
 	acfg.Logger = log
@@ -69,60 +119,61 @@ func serve(ctx context.Context, env Env, args []string) error {
 	// /healthz answers 503 meanwhile, and a damaged file stops serve.
 	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery, CheckLater: true})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer db.Close()
+	a.db = db
+	a.onClose(func() { db.Close() })
 	// Rehashes that logins started finish before the database closes.
-	defer svc.Wait()
+	a.onClose(svc.Wait)
 
-	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, getenv, stdout, log); err != nil {
-		return fmt.Errorf("creating the first admin: %w", err)
+	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, log); err != nil {
+		return nil, fmt.Errorf("creating the first admin: %w", err)
 	}
-	checkStart := time.Now()
-	checkDone := db.CheckInBackground()
-	checked := make(chan struct{})
+	a.checkStart = time.Now()
+	a.checkDone = db.CheckInBackground()
+	a.checked = make(chan struct{})
 
 	// Whatever goes wrong in the background (a panic in a goroutine, damage
 	// the store finds in its file) stops serve cleanly with a non-zero exit
 	// and says why, instead of crashing or serving on.
-	fatal := newFatal()
+	a.fatal = newFatal()
 	auditor := auth.NewAuditor(db, cfg.AuditEntries, cfg.AuditAge, nil, func(err error) {
 		if p := (*auth.PanicError)(nil); errors.As(err, &p) {
-			fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
+			a.fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
 			return
 		}
 		log.Error("writing the audit trail", "err", err)
 	})
-	defer auditor.Close()
-	sweepCtx, stopSweep := context.WithCancel(ctx)
+	a.onClose(func() { auditor.Close() })
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
-	goSafe(fatal, "sweep", func() {
+	goSafe(a.fatal, "sweep", func() {
 		select {
-		case <-checked:
+		case <-a.checked:
 			sweep(sweepCtx, db, log)
 		case <-sweepCtx.Done():
 		}
 	}, func() { close(swept) })
 	// The sweep must be out of the database before it closes.
-	defer func() { stopSweep(); <-swept }()
+	a.onClose(func() { stopSweep(); <-swept })
 
 	ctl, err := listenControl(cfg.Data)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
-	goSafe(fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
+	goSafe(a.fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
 	// Commands in flight on the socket finish before the database closes.
-	defer func() { stopCtl(); <-ctlDone }()
+	a.onClose(func() { stopCtl(); <-ctlDone })
 
 	secret, err := captchaSecret(cfg.Data, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	captchas, err := captcha.New(captcha.Config{Secret: secret})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
@@ -139,7 +190,7 @@ func serve(ctx context.Context, env Env, args []string) error {
 		MetricsAllow:   allow,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv := web.NewServer(cfg.Listen, hs.Main)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -147,16 +198,16 @@ func serve(ctx context.Context, env Env, args []string) error {
 	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
 	if !cfg.InsecureHTTP && certFile == "" {
 		if certFile, keyFile, err = web.SelfSigned(cfg.Data); err != nil {
-			return fmt.Errorf("self-signed certificate: %w", err)
+			return nil, fmt.Errorf("self-signed certificate: %w", err)
 		}
 	}
 	// The first admin's password and the self-signed key are new files.
 	if err := giveToDirOwner(cfg.Data); err != nil {
-		return err
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ln = web.LimitConns(ln, cfg.connLimit(log))
 	scheme := "https"
@@ -164,26 +215,63 @@ func serve(ctx context.Context, env Env, args []string) error {
 		scheme = "http"
 	}
 	// Both listeners are open before the line that says the service listens.
-	faSrv, faLn, err := openForwardAuth(&cfg, hs.ForwardAuth, log)
+	faSrv, faLn, where, err := openForwardAuth(cfg, hs.ForwardAuth, log)
 	if err != nil {
 		ln.Close()
-		return err
+		return nil, err
 	}
-	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
-	servers := []*http.Server{srv}
-
-	errc := make(chan error, 2)
-	go func() {
-		if cfg.InsecureHTTP {
-			errc <- srv.Serve(ln)
-		} else {
-			errc <- srv.ServeTLS(ln, certFile, keyFile)
-		}
-	}()
+	// Serve closes the listeners as Run shuts down; these close them when
+	// Run never ran.
+	a.onClose(func() { ln.Close() })
+	if faLn != nil {
+		a.onClose(func() { faLn.Close() })
+	}
+	a.url = fmt.Sprintf("%s://%s", scheme, ln.Addr())
+	log.Info("vmsauth listening", "url", a.url, "data", cfg.Data, "version", buildVersion())
+	a.servers = []*http.Server{srv}
+	if cfg.InsecureHTTP {
+		a.serve = []func() error{func() error { return srv.Serve(ln) }}
+	} else {
+		a.serve = []func() error{func() error { return srv.ServeTLS(ln, certFile, keyFile) }}
+	}
 	if faSrv != nil {
-		servers = append(servers, faSrv)
-		go func() { errc <- faSrv.Serve(faLn) }()
+		a.faURL = where
+		a.servers = append(a.servers, faSrv)
+		a.serve = append(a.serve, func() error { return faSrv.Serve(faLn) })
 	}
+	return a, nil
+}
+
+// onClose adds a step to Close.
+func (a *app) onClose(f func()) { a.closers = append(a.closers, f) }
+
+// URL is the base URL of the login APIs, with the port the listener got.
+func (a *app) URL() string { return a.url }
+
+// ForwardAuthURL is where the forward-auth listener is: http://ADDR or
+// unix:PATH, or "" when it is off.
+func (a *app) ForwardAuthURL() string { return a.faURL }
+
+// Close releases what newApp opened, last first: the sweep and the
+// control socket stop, the audit trail is written, rehashes finish, then
+// the database closes. Run must have returned.
+func (a *app) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// Run serves until ctx ends, a listener fails or something fatal happens
+// in the background, then shuts the listeners down, giving requests in
+// flight shutdownGrace to finish.
+func (a *app) Run(ctx context.Context) error {
+	log := a.log
+	errc := make(chan error, len(a.serve))
+	for _, fn := range a.serve {
+		go func() { errc <- fn() }()
+	}
+	checkDone := a.checkDone
 	var failed error
 wait:
 	for {
@@ -191,7 +279,7 @@ wait:
 		case err := <-errc:
 			// One listener failed: the other stops too (its unix socket,
 			// if any, is removed as it closes).
-			for _, s := range servers {
+			for _, s := range a.servers {
 				s.Close()
 			}
 			return err
@@ -203,14 +291,14 @@ wait:
 				failed = err
 				break wait
 			}
-			log.Info("database checked", "took", time.Since(checkStart).Round(time.Millisecond))
+			log.Info("database checked", "took", time.Since(a.checkStart).Round(time.Millisecond))
 			checkDone = nil
-			close(checked)
-		case <-db.Failed():
-			failed = db.Failure()
+			close(a.checked)
+		case <-a.db.Failed():
+			failed = a.db.Failure()
 			break wait
-		case <-fatal.done:
-			failed = fatal.err
+		case <-a.fatal.done:
+			failed = a.fatal.err
 			break wait
 		}
 	}
@@ -225,7 +313,7 @@ wait:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	for _, s := range servers {
+	for _, s := range a.servers {
 		if err := s.Shutdown(sctx); err != nil {
 			log.Warn("shutdown did not finish in time; closing", "err", err)
 			s.Close()
@@ -235,7 +323,7 @@ wait:
 		return fmt.Errorf("stopped: %w", failed)
 	}
 	var firstErr error
-	for range servers {
+	for range a.servers {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && firstErr == nil {
 			firstErr = err
 		}
