@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/internal/atomicfile"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -95,39 +96,21 @@ func backupFromService(ctx context.Context, dataDir string, w io.Writer, locked 
 // writeChecked writes a database copy to a temp file beside path, opens it
 // and walks every page, and only then renames it into place: a backup
 // that says it succeeded is whole.
-func writeChecked(path string, copyTo func(io.Writer) error) (n int64, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".vmsauth-backup-*")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
+func writeChecked(path string, copyTo func(io.Writer) error) (int64, error) {
+	err := atomicfile.WriteFrom(path, 0o600, copyTo, func(tmp string) error {
+		if err := checkDatabase(tmp); err != nil {
+			return fmt.Errorf("the copy failed its check, nothing written: %w", err)
 		}
-	}()
-	if err = f.Chmod(0o600); err == nil {
-		if err = copyTo(f); err == nil {
-			err = f.Sync()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	if err = checkDatabase(tmp); err != nil {
-		return 0, fmt.Errorf("the copy failed its check, nothing written: %w", err)
-	}
-	st, err := os.Stat(tmp)
+	st, err := os.Stat(path)
 	if err != nil {
 		return 0, err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return 0, err
-	}
-	return st.Size(), syncDir(filepath.Dir(path))
+	return st.Size(), nil
 }
 
 // checkDatabase opens path read-only as a vmsauth database and checks
@@ -139,15 +122,6 @@ func checkDatabase(path string) error {
 	}
 	defer db.Close()
 	return db.Check()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // restoreCommand replaces the database with FILE, which must be a valid
@@ -189,7 +163,7 @@ func restoreCommand(_ context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := web.WriteFileAtomic(live, src, 0o600); err != nil {
+	if err := atomicfile.Write(live, src, 0o600); err != nil {
 		return err
 	}
 	if err := giveToDirOwner(dataDir); err != nil {

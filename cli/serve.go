@@ -16,6 +16,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/captcha"
+	"vmsauth/internal/atomicfile"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -456,7 +457,7 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 		return nil
 	}
 	path := filepath.Join(dir, initialPasswordFile)
-	if err := web.WriteFileAtomic(path, []byte(password+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(password+"\n"), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Created the first admin user \"admin\" with password: %s\n(also kept in %s; change it after the first login)\n", password, path)
@@ -467,7 +468,7 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 // DATA/captcha-secret (0600) and made on first start. A missing file is
 // made anew even beside an existing database: that only voids the captchas
 // pending at the time. A file of the wrong size is refused, not replaced:
-// it was written whole (WriteFileAtomic), so something else changed it, and
+// it was written whole (atomicfile), so something else changed it, and
 // the operator should look.
 func captchaSecret(dir string, log *slog.Logger) ([]byte, error) {
 	path := filepath.Join(dir, captchaSecretFile)
@@ -483,7 +484,7 @@ func captchaSecret(dir string, log *slog.Logger) ([]byte, error) {
 	if b, err = captcha.NewSecret(); err != nil {
 		return nil, err
 	}
-	if err := web.WriteFileAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("captcha secret: %w", err)
 	}
 	log.Info("made a new captcha secret", "file", path)
