@@ -29,7 +29,7 @@ const socketFile = "vmsauth.sock"
 
 // local is an open database with the rules on it.
 type local struct {
-	db    *store.DB
+	db    Backend
 	svc   *auth.Service
 	audit *auth.Auditor // nil outside serve
 }
@@ -154,8 +154,13 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 		json.NewEncoder(w).Encode(ctlResponse{Code: code, Stdout: out.String(), Stderr: errOut.String()})
 	})
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+		f, ok := l.db.(fileBackend)
+		if !ok {
+			http.Error(w, "this backend has no file to back up", http.StatusNotImplemented)
+			return
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if _, err := l.db.Backup(w); err != nil {
+		if _, err := f.Backup(w); err != nil {
 			log.Error("backup over the control socket", "err", err)
 		}
 	})

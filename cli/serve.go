@@ -75,7 +75,7 @@ func serveConfig(env Env, args []string) (*config, error) {
 // port 0 and ask it for its URL.
 type app struct {
 	log *slog.Logger
-	db  *store.DB
+	db  Backend
 
 	checkStart time.Time
 	checkDone  <-chan error
@@ -131,8 +131,12 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 		return nil, fmt.Errorf("creating the first admin: %w", err)
 	}
 	a.checkStart = time.Now()
-	a.checkDone = db.CheckInBackground()
 	a.checked = make(chan struct{})
+	if f, ok := db.(fileBackend); ok {
+		a.checkDone = f.CheckInBackground()
+	} else {
+		close(a.checked) // nothing to walk
+	}
 
 	// Whatever goes wrong in the background (a panic in a goroutine, damage
 	// the store finds in its file) stops serve cleanly with a non-zero exit
@@ -375,7 +379,7 @@ const (
 
 // sweep deletes dead sessions and refresh tokens now and every hour until
 // ctx ends, so the database file does not grow forever.
-func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
+func sweep(ctx context.Context, db Backend, log *slog.Logger) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
@@ -393,8 +397,9 @@ func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
 }
 
 // openService opens the database in dir (creating dir and the database if
-// needed, unless read-only) and builds the rules on it.
-func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *auth.Service, error) {
+// needed, unless read-only) and builds the rules on it. It is where the
+// commands' backend is chosen: bbolt, in one file.
+func openService(dir string, acfg auth.Config, opts store.Options) (Backend, *auth.Service, error) {
 	path := filepath.Join(dir, databaseFile)
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -424,7 +429,7 @@ func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *
 // generated, printed once and kept in DATA/initial-admin-password (0600)
 // for the installer. A file whose users were all deleted gets no new admin:
 // one who can open the box adds one with "vmsauth user add".
-func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+func bootstrapAdmin(ctx context.Context, db Backend, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
 	held, err := db.HeldUsers()
 	if err != nil {
 		return err
@@ -437,8 +442,10 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 	}
 	// The admin is the first write: the file must be sound before it (a
 	// file with no user is small; the check is quick).
-	if err := db.Check(); err != nil {
-		return err
+	if f, ok := db.(fileBackend); ok {
+		if err := f.Check(); err != nil {
+			return err
+		}
 	}
 	password := getenv("VMSAUTH_ADMIN_PASSWORD")
 	generated := password == ""
