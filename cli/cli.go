@@ -133,11 +133,6 @@ Every user, backup, restore and audit command takes --data DIR (default
 	return b.String()
 }
 
-// Main runs the command in args and returns the process exit code.
-func Main(ctx context.Context, args []string, env Env) int {
-	return run(ctx, args, env)
-}
-
 // exitDamaged is the exit status of a command refused or stopped because
 // the database is damaged: a restart cannot help, so a service manager can
 // be told not to (systemd: RestartPreventExitStatus=3).
@@ -146,9 +141,9 @@ const exitDamaged = 3
 // errUsage marks a command line mistake; its message was already printed.
 var errUsage = errors.New("usage")
 
-// run executes one command and returns the process exit code. ctx ends a
-// running server.
-func run(ctx context.Context, args []string, env Env) int {
+// Main runs the command in args and returns the process exit code. ctx
+// ends a running server.
+func Main(ctx context.Context, args []string, env Env) int {
 	stderr := env.Stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage())

@@ -54,7 +54,7 @@ func envOf(kv ...string) func(string) string {
 func cli(t *testing.T, getenv func(string) string, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
+	code = Main(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
 	return code, out.String(), errb.String()
 }
 

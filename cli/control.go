@@ -34,7 +34,7 @@ type local struct {
 	audit *auth.Auditor // nil outside serve
 }
 
-// exitCode carries a forwarded command's exit status back to run.
+// exitCode carries a forwarded command's exit status back to Main.
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
@@ -149,7 +149,7 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 		// The caller's environment stays with the caller: flags alone
 		// say what the command does here.
 		noEnv := func(string) string { return "" }
-		code := run(r.Context(), req.Args, Env{Getenv: noEnv, Stdin: strings.NewReader(req.Stdin), Stdout: &out, Stderr: &errOut, local: l})
+		code := Main(r.Context(), req.Args, Env{Getenv: noEnv, Stdin: strings.NewReader(req.Stdin), Stdout: &out, Stderr: &errOut, local: l})
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(ctlResponse{Code: code, Stdout: out.String(), Stderr: errOut.String()})
 	})

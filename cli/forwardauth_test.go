@@ -221,7 +221,7 @@ func TestForwardAuthRefusesNonSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var stdout, stderr syncBuffer
-	code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
+	code := Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
 	if code == 0 || !strings.Contains(stderr.String(), "--forward-auth-listen") || !strings.Contains(stderr.String(), "not a socket") {
 		t.Fatalf("exit %d, stderr %q; want a refusal naming the option", code, stderr.String())
 	}
@@ -251,7 +251,7 @@ func TestForwardAuthRefusesLiveSocket(t *testing.T) {
 	}()
 	getenv := envOf("VMSAUTH_DATA", dir, "VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password")
 	var stdout, stderr syncBuffer
-	code := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
+	code := Main(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
 	if code == 0 || !strings.Contains(stderr.String(), "in use by another process") {
 		t.Fatalf("exit %d, stderr %q; want a refusal", code, stderr.String())
 	}

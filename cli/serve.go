@@ -95,14 +95,33 @@ type app struct {
 // closed again.
 func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	level, _ := cfg.level()
-	a := &app{log: slog.New(slog.NewTextHandler(env.Stdout, &slog.HandlerOptions{Level: level}))}
+	a := &app{log: slog.New(slog.NewTextHandler(env.Stdout, &slog.HandlerOptions{Level: level})), fatal: newFatal()}
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	log := a.log
+	svc, err := a.openData(ctx, env, cfg)
+	if err != nil {
+		return nil, err
+	}
+	auditor, err := a.startBackground(cfg, svc)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := a.handlers(cfg, svc, auditor)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.listen(cfg, hs); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
 
+// openData opens the database with the rules on it, makes the first admin
+// on a new one, and starts the check of its every page.
+func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service, error) {
 	// The hashing pool stays as wide as the cores, and the scheduler gets one
 	// P more: with every core hashing during a login flood, token checks
 	// still find a free P instead of waiting for bcrypt to be preempted. It
@@ -113,7 +132,7 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	a.onClose(func() { runtime.GOMAXPROCS(workers) })
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
-	acfg.Logger = log
+	acfg.Logger = a.log
 	// Open refuses a file whose meta pages or schema are damaged. The walk
 	// of every page takes longer on a large file than a start may, so it
 	// runs beside the start: it holds off every write until it has passed,
@@ -127,7 +146,7 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	// Rehashes that logins started finish before the database closes.
 	a.onClose(svc.Wait)
 
-	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, log); err != nil {
+	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log); err != nil {
 		return nil, fmt.Errorf("creating the first admin: %w", err)
 	}
 	a.checkStart = time.Now()
@@ -137,11 +156,15 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	} else {
 		close(a.checked) // nothing to walk
 	}
+	return svc, nil
+}
 
-	// Whatever goes wrong in the background (a panic in a goroutine, damage
-	// the store finds in its file) stops serve cleanly with a non-zero exit
-	// and says why, instead of crashing or serving on.
-	a.fatal = newFatal()
+// startBackground starts the audit writer, the sweep and the control
+// socket. Whatever goes wrong in them (a panic in a goroutine) stops serve
+// through a.fatal, cleanly with a non-zero exit and saying why, instead of
+// crashing or serving on.
+func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, error) {
+	log, db := a.log, a.db
 	auditor := auth.NewAuditor(db, cfg.AuditEntries, cfg.AuditAge, nil, func(err error) {
 		if p := (*auth.PanicError)(nil); errors.As(err, &p) {
 			a.fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
@@ -171,8 +194,12 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	goSafe(a.fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
 	// Commands in flight on the socket finish before the database closes.
 	a.onClose(func() { stopCtl(); <-ctlDone })
+	return auditor, nil
+}
 
-	secret, err := captchaSecret(cfg.Data, log)
+// handlers builds the HTTP side: captchas, throttle, the three APIs.
+func (a *app) handlers(cfg *config, svc *auth.Service, auditor *auth.Auditor) (*web.Handlers, error) {
+	secret, err := captchaSecret(cfg.Data, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -182,9 +209,10 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	}
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
-	hs, err := web.NewHandlers(svc, web.Options{
+	db := a.db
+	return web.NewHandlers(svc, web.Options{
 		TrustedProxies: proxies,
-		Logger:         log,
+		Logger:         a.log,
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{
 			IPLimit: cfg.IPLimit, LoginLimit: cfg.LoginLimit, Window: cfg.ThrottleWindow,
 		}),
@@ -194,25 +222,29 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 		LiveSessions:   func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
 		MetricsAllow:   allow,
 	})
-	if err != nil {
-		return nil, err
-	}
+}
+
+// listen opens the main listener and the forward-auth one, if any, and
+// says where the service listens; Run serves on them.
+func (a *app) listen(cfg *config, hs *web.Handlers) error {
+	log := a.log
 	srv := web.NewServer(cfg.Listen, hs.Main)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
 	if !cfg.InsecureHTTP && certFile == "" {
+		var err error
 		if certFile, keyFile, err = web.SelfSigned(cfg.Data); err != nil {
-			return nil, fmt.Errorf("self-signed certificate: %w", err)
+			return fmt.Errorf("self-signed certificate: %w", err)
 		}
 	}
 	// The first admin's password and the self-signed key are new files.
 	if err := giveToDirOwner(cfg.Data); err != nil {
-		return nil, err
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ln = web.LimitConns(ln, cfg.connLimit(log))
 	scheme := "https"
@@ -223,7 +255,7 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 	faSrv, faLn, where, err := openForwardAuth(cfg, hs.ForwardAuth, log)
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return err
 	}
 	// Serve closes the listeners as Run shuts down; these close them when
 	// Run never ran.
@@ -244,7 +276,7 @@ func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
 		a.servers = append(a.servers, faSrv)
 		a.serve = append(a.serve, func() error { return faSrv.Serve(faLn) })
 	}
-	return a, nil
+	return nil
 }
 
 // onClose adds a step to Close.

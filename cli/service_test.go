@@ -25,7 +25,7 @@ func pretendHost(user, root, systemd bool) serviceHost {
 func cliOn(t *testing.T, host serviceHost, getenv func(string) string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, host: host})
+	code = Main(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, host: host})
 	return code, out.String(), errb.String()
 }
 
