@@ -1,7 +1,7 @@
 # Release builds and checks. `go run . serve` and `go test ./...` need none of this.
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-GOFLAGS_RELEASE = -trimpath -tags nomsgpack -ldflags '-s -w -X main.version=$(VERSION)'
+GOFLAGS_RELEASE = -trimpath -tags nomsgpack -ldflags '-s -w -X vmsauth/cli.version=$(VERSION)'
 TARGETS = linux/amd64 linux/arm64 linux/arm
 SIZE_LIMIT = 12000000
 

@@ -30,6 +30,8 @@ import (
 	"strings"
 
 	"github.com/kardianos/service"
+
+	"vmsauth/internal/atomicfile"
 )
 
 // Config describes the service. Name, Executable, Args and DataDir are
@@ -235,30 +237,13 @@ func (s *Service) systemctl(args ...string) error {
 	return nil
 }
 
-// writeUnit writes the unit whole or not at all: temp file, sync, rename.
+// writeUnit writes the unit whole or not at all (atomicfile), so a power
+// cut during install leaves no half unit for systemd to load at boot.
 func writeUnit(path, unit string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(unit)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return atomicfile.Write(path, []byte(unit), 0o644)
 }
 
 // rollback undoes a failed install as far as it can, so that the next

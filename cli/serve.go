@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/captcha"
+	"vmsauth/internal/atomicfile"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -34,100 +35,184 @@ const captchaSecretFile = "captcha-secret"
 // installer who missed it on the console.
 const initialPasswordFile = "initial-admin-password"
 
-func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg config
-	fs := serveFlags(&cfg)
-	sources, err := parseFlagSources(fs, args, getenv, stderr)
+// serve runs the service until ctx ends or something fatal happens.
+func serve(ctx context.Context, env Env, args []string) error {
+	cfg, err := serveConfig(env, args)
+	if err != nil || cfg == nil {
+		return err
+	}
+	a, err := newApp(ctx, env, cfg)
 	if err != nil {
 		return err
 	}
+	defer a.Close()
+	return a.Run(ctx)
+}
+
+// serveConfig parses and checks serve's flags. With --print-config it
+// prints the configuration and returns nil.
+func serveConfig(env Env, args []string) (*config, error) {
+	var cfg config
+	fs := serveFlags(&cfg)
+	sources, err := parseFlagSources(fs, args, env.Getenv, env.Stderr)
+	if err != nil {
+		return nil, err
+	}
 	if err := cfg.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.PrintConfig {
-		printConfig(fs, sources, getenv, stdout)
-		return nil
+		printConfig(fs, sources, env.Getenv, env.Stdout)
+		return nil, nil
 	}
-	level, _ := cfg.level()
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: level}))
+	return &cfg, nil
+}
 
+// app is the running service: the database, the rules on it, the
+// background work and the listeners. newApp opens it all (so the listeners'
+// addresses are known as it returns), Run serves until the end, Close
+// releases everything in the reverse order of newApp. Tests start one on
+// port 0 and ask it for its URL.
+type app struct {
+	log *slog.Logger
+	db  Backend
+
+	checkStart time.Time
+	checkDone  <-chan error
+	checked    chan struct{}
+	fatal      *fatalStop
+
+	servers []*http.Server
+	serve   []func() error // one per server, run by Run
+	url     string
+	faURL   string // "": no forward-auth listener
+
+	// closers undo newApp's steps; Close runs them last first.
+	closers []func()
+}
+
+// newApp opens the service cfg describes. On error, what it had opened is
+// closed again.
+func newApp(ctx context.Context, env Env, cfg *config) (_ *app, err error) {
+	level, _ := cfg.level()
+	a := &app{log: slog.New(slog.NewTextHandler(env.Stdout, &slog.HandlerOptions{Level: level})), fatal: newFatal()}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	svc, err := a.openData(ctx, env, cfg)
+	if err != nil {
+		return nil, err
+	}
+	auditor, err := a.startBackground(cfg, svc)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := a.handlers(cfg, svc, auditor)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.listen(cfg, hs); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// openData opens the database with the rules on it, makes the first admin
+// on a new one, and starts the check of its every page.
+func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service, error) {
 	// The hashing pool stays as wide as the cores, and the scheduler gets one
 	// P more: with every core hashing during a login flood, token checks
 	// still find a free P instead of waiting for bcrypt to be preempted. It
-	// is put back on return so that serving twice in one process (the tests)
+	// is put back on Close so that serving twice in one process (the tests)
 	// does not add a P each time.
 	workers := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(workers + 1)
-	defer runtime.GOMAXPROCS(workers)
+	a.onClose(func() { runtime.GOMAXPROCS(workers) })
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
-	acfg.Logger = log
+	acfg.Logger = a.log
 	// Open refuses a file whose meta pages or schema are damaged. The walk
 	// of every page takes longer on a large file than a start may, so it
 	// runs beside the start: it holds off every write until it has passed,
 	// /healthz answers 503 meanwhile, and a damaged file stops serve.
 	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery, CheckLater: true})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer db.Close()
+	a.db = db
+	a.onClose(func() { db.Close() })
 	// Rehashes that logins started finish before the database closes.
-	defer svc.Wait()
+	a.onClose(svc.Wait)
 
-	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, getenv, stdout, log); err != nil {
-		return fmt.Errorf("creating the first admin: %w", err)
+	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log); err != nil {
+		return nil, fmt.Errorf("creating the first admin: %w", err)
 	}
-	checkStart := time.Now()
-	checkDone := db.CheckInBackground()
-	checked := make(chan struct{})
+	a.checkStart = time.Now()
+	a.checked = make(chan struct{})
+	if f, ok := db.(fileBackend); ok {
+		a.checkDone = f.CheckInBackground()
+	} else {
+		close(a.checked) // nothing to walk
+	}
+	return svc, nil
+}
 
-	// Whatever goes wrong in the background (a panic in a goroutine, damage
-	// the store finds in its file) stops serve cleanly with a non-zero exit
-	// and says why, instead of crashing or serving on.
-	fatal := newFatal()
+// startBackground starts the audit writer, the sweep and the control
+// socket. Whatever goes wrong in them (a panic in a goroutine) stops serve
+// through a.fatal, cleanly with a non-zero exit and saying why, instead of
+// crashing or serving on.
+func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, error) {
+	log, db := a.log, a.db
 	auditor := auth.NewAuditor(db, cfg.AuditEntries, cfg.AuditAge, nil, func(err error) {
 		if p := (*auth.PanicError)(nil); errors.As(err, &p) {
-			fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
+			a.fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
 			return
 		}
 		log.Error("writing the audit trail", "err", err)
 	})
-	defer auditor.Close()
-	sweepCtx, stopSweep := context.WithCancel(ctx)
+	a.onClose(func() { auditor.Close() })
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	swept := make(chan struct{})
-	goSafe(fatal, "sweep", func() {
+	goSafe(a.fatal, "sweep", func() {
 		select {
-		case <-checked:
+		case <-a.checked:
 			sweep(sweepCtx, db, log)
 		case <-sweepCtx.Done():
 		}
 	}, func() { close(swept) })
 	// The sweep must be out of the database before it closes.
-	defer func() { stopSweep(); <-swept }()
+	a.onClose(func() { stopSweep(); <-swept })
 
 	ctl, err := listenControl(cfg.Data)
 	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
-	goSafe(fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
+	goSafe(a.fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
 	// Commands in flight on the socket finish before the database closes.
-	defer func() { stopCtl(); <-ctlDone }()
+	a.onClose(func() { stopCtl(); <-ctlDone })
+	return auditor, nil
+}
 
-	secret, err := captchaSecret(cfg.Data, log)
+// handlers builds the HTTP side: captchas, throttle, the three APIs.
+func (a *app) handlers(cfg *config, svc *auth.Service, auditor *auth.Auditor) (*web.Handlers, error) {
+	secret, err := captchaSecret(cfg.Data, a.log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	captchas, err := captcha.New(captcha.Config{Secret: secret})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
-	hs, err := web.NewHandlers(svc, web.Options{
+	db := a.db
+	return web.NewHandlers(svc, web.Options{
 		TrustedProxies: proxies,
-		Logger:         log,
+		Logger:         a.log,
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{
 			IPLimit: cfg.IPLimit, LoginLimit: cfg.LoginLimit, Window: cfg.ThrottleWindow,
 		}),
@@ -137,14 +222,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		LiveSessions:   func() (map[auth.API]int, error) { return db.LiveSessions(time.Now()) },
 		MetricsAllow:   allow,
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// listen opens the main listener and the forward-auth one, if any, and
+// says where the service listens; Run serves on them.
+func (a *app) listen(cfg *config, hs *web.Handlers) error {
+	log := a.log
 	srv := web.NewServer(cfg.Listen, hs.Main)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
 	if !cfg.InsecureHTTP && certFile == "" {
+		var err error
 		if certFile, keyFile, err = web.SelfSigned(cfg.Data); err != nil {
 			return fmt.Errorf("self-signed certificate: %w", err)
 		}
@@ -163,26 +252,63 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "http"
 	}
 	// Both listeners are open before the line that says the service listens.
-	faSrv, faLn, err := openForwardAuth(&cfg, hs.ForwardAuth, log)
+	faSrv, faLn, where, err := openForwardAuth(cfg, hs.ForwardAuth, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
-	servers := []*http.Server{srv}
-
-	errc := make(chan error, 2)
-	go func() {
-		if cfg.InsecureHTTP {
-			errc <- srv.Serve(ln)
-		} else {
-			errc <- srv.ServeTLS(ln, certFile, keyFile)
-		}
-	}()
-	if faSrv != nil {
-		servers = append(servers, faSrv)
-		go func() { errc <- faSrv.Serve(faLn) }()
+	// Serve closes the listeners as Run shuts down; these close them when
+	// Run never ran.
+	a.onClose(func() { ln.Close() })
+	if faLn != nil {
+		a.onClose(func() { faLn.Close() })
 	}
+	a.url = fmt.Sprintf("%s://%s", scheme, ln.Addr())
+	log.Info("vmsauth listening", "url", a.url, "data", cfg.Data, "version", buildVersion())
+	a.servers = []*http.Server{srv}
+	if cfg.InsecureHTTP {
+		a.serve = []func() error{func() error { return srv.Serve(ln) }}
+	} else {
+		a.serve = []func() error{func() error { return srv.ServeTLS(ln, certFile, keyFile) }}
+	}
+	if faSrv != nil {
+		a.faURL = where
+		a.servers = append(a.servers, faSrv)
+		a.serve = append(a.serve, func() error { return faSrv.Serve(faLn) })
+	}
+	return nil
+}
+
+// onClose adds a step to Close.
+func (a *app) onClose(f func()) { a.closers = append(a.closers, f) }
+
+// URL is the base URL of the login APIs, with the port the listener got.
+func (a *app) URL() string { return a.url }
+
+// ForwardAuthURL is where the forward-auth listener is: http://ADDR or
+// unix:PATH, or "" when it is off.
+func (a *app) ForwardAuthURL() string { return a.faURL }
+
+// Close releases what newApp opened, last first: the sweep and the
+// control socket stop, the audit trail is written, rehashes finish, then
+// the database closes. Run must have returned.
+func (a *app) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// Run serves until ctx ends, a listener fails or something fatal happens
+// in the background, then shuts the listeners down, giving requests in
+// flight shutdownGrace to finish.
+func (a *app) Run(ctx context.Context) error {
+	log := a.log
+	errc := make(chan error, len(a.serve))
+	for _, fn := range a.serve {
+		go func() { errc <- fn() }()
+	}
+	checkDone := a.checkDone
 	var failed error
 wait:
 	for {
@@ -190,7 +316,7 @@ wait:
 		case err := <-errc:
 			// One listener failed: the other stops too (its unix socket,
 			// if any, is removed as it closes).
-			for _, s := range servers {
+			for _, s := range a.servers {
 				s.Close()
 			}
 			return err
@@ -202,14 +328,14 @@ wait:
 				failed = err
 				break wait
 			}
-			log.Info("database checked", "took", time.Since(checkStart).Round(time.Millisecond))
+			log.Info("database checked", "took", time.Since(a.checkStart).Round(time.Millisecond))
 			checkDone = nil
-			close(checked)
-		case <-db.Failed():
-			failed = db.Failure()
+			close(a.checked)
+		case <-a.db.Failed():
+			failed = a.db.Failure()
 			break wait
-		case <-fatal.done:
-			failed = fatal.err
+		case <-a.fatal.done:
+			failed = a.fatal.err
 			break wait
 		}
 	}
@@ -224,7 +350,7 @@ wait:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	for _, s := range servers {
+	for _, s := range a.servers {
 		if err := s.Shutdown(sctx); err != nil {
 			log.Warn("shutdown did not finish in time; closing", "err", err)
 			s.Close()
@@ -234,7 +360,7 @@ wait:
 		return fmt.Errorf("stopped: %w", failed)
 	}
 	var firstErr error
-	for range servers {
+	for range a.servers {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && firstErr == nil {
 			firstErr = err
 		}
@@ -285,7 +411,7 @@ const (
 
 // sweep deletes dead sessions and refresh tokens now and every hour until
 // ctx ends, so the database file does not grow forever.
-func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
+func sweep(ctx context.Context, db Backend, log *slog.Logger) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
@@ -303,8 +429,9 @@ func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
 }
 
 // openService opens the database in dir (creating dir and the database if
-// needed, unless read-only) and builds the rules on it.
-func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *auth.Service, error) {
+// needed, unless read-only) and builds the rules on it. It is where the
+// commands' backend is chosen: bbolt, in one file.
+func openService(dir string, acfg auth.Config, opts store.Options) (Backend, *auth.Service, error) {
 	path := filepath.Join(dir, databaseFile)
 	if opts.ReadOnly {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -334,7 +461,7 @@ func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *
 // generated, printed once and kept in DATA/initial-admin-password (0600)
 // for the installer. A file whose users were all deleted gets no new admin:
 // one who can open the box adds one with "vmsauth user add".
-func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+func bootstrapAdmin(ctx context.Context, db Backend, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
 	held, err := db.HeldUsers()
 	if err != nil {
 		return err
@@ -347,8 +474,10 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 	}
 	// The admin is the first write: the file must be sound before it (a
 	// file with no user is small; the check is quick).
-	if err := db.Check(); err != nil {
-		return err
+	if f, ok := db.(fileBackend); ok {
+		if err := f.Check(); err != nil {
+			return err
+		}
 	}
 	password := getenv("VMSAUTH_ADMIN_PASSWORD")
 	generated := password == ""
@@ -367,7 +496,7 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 		return nil
 	}
 	path := filepath.Join(dir, initialPasswordFile)
-	if err := web.WriteFileAtomic(path, []byte(password+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(password+"\n"), 0o600); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Created the first admin user \"admin\" with password: %s\n(also kept in %s; change it after the first login)\n", password, path)
@@ -378,7 +507,7 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 // DATA/captcha-secret (0600) and made on first start. A missing file is
 // made anew even beside an existing database: that only voids the captchas
 // pending at the time. A file of the wrong size is refused, not replaced:
-// it was written whole (WriteFileAtomic), so something else changed it, and
+// it was written whole (atomicfile), so something else changed it, and
 // the operator should look.
 func captchaSecret(dir string, log *slog.Logger) ([]byte, error) {
 	path := filepath.Join(dir, captchaSecretFile)
@@ -394,7 +523,7 @@ func captchaSecret(dir string, log *slog.Logger) ([]byte, error) {
 	if b, err = captcha.NewSecret(); err != nil {
 		return nil, err
 	}
-	if err := web.WriteFileAtomic(path, b, 0o600); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("captcha secret: %w", err)
 	}
 	log.Info("made a new captcha secret", "file", path)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"os"
@@ -77,13 +77,13 @@ func TestRootCommandsKeepServiceOwnership(t *testing.T) {
 
 func TestInstallCommandCapabilities(t *testing.T) {
 	installtest.FakeSystemctl(t)
-	pretendHost(t, true, false, true)
+	host := pretendHost(true, false, true)
 	for _, tc := range []struct {
 		listen string
 		caps   bool
 	}{{":443", true}, {"127.0.0.1:https", true}, {":8443", false}, {":0", false}} {
 		data := t.TempDir()
-		code, _, stderr := cli(t, envOf(), "", "install", "--listen", tc.listen, "--data", data)
+		code, _, stderr := cliOn(t, host, envOf(), "install", "--listen", tc.listen, "--data", data)
 		if code != 0 {
 			t.Fatalf("install --listen %s: exit %d: %s", tc.listen, code, stderr)
 		}
@@ -95,7 +95,7 @@ func TestInstallCommandCapabilities(t *testing.T) {
 		if got != tc.caps || !strings.Contains(string(b), "\nCapabilityBoundingSet=") {
 			t.Errorf("--listen %s: CAP_NET_BIND_SERVICE granted %v, want %v:\n%s", tc.listen, got, tc.caps, b)
 		}
-		if code, _, stderr := cli(t, envOf(), "", "uninstall"); code != 0 {
+		if code, _, stderr := cliOn(t, host, envOf(), "uninstall"); code != 0 {
 			t.Fatalf("uninstall: %s", stderr)
 		}
 	}
@@ -103,12 +103,12 @@ func TestInstallCommandCapabilities(t *testing.T) {
 
 func TestInstallCommandRefusesForeignDataDir(t *testing.T) {
 	calls := installtest.FakeSystemctl(t)
-	pretendHost(t, true, false, true)
+	host := pretendHost(true, false, true)
 	data := t.TempDir()
 	if err := os.WriteFile(filepath.Join(data, "notes.txt"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := cli(t, envOf(), "", "install", "--data", data)
+	code, _, stderr := cliOn(t, host, envOf(), "install", "--data", data)
 	oneLine(t, code, stderr, "holds files but no vmsauth.db")
 	noFile(t, userUnit(t))
 	if c := calls(); c != nil {
@@ -118,7 +118,7 @@ func TestInstallCommandRefusesForeignDataDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(data, databaseFile), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := cli(t, envOf(), "", "install", "--data", data); code != 0 {
+	if code, _, stderr := cliOn(t, host, envOf(), "install", "--data", data); code != 0 {
 		t.Errorf("install on a vmsauth data directory: exit %d: %s", code, stderr)
 	}
 }

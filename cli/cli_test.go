@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -35,47 +35,40 @@ func envOf(kv ...string) func(string) string {
 func cli(t *testing.T, getenv func(string) string, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, getenv, strings.NewReader(stdin), &out, &errb)
+	code = Main(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
 	return code, out.String(), errb.String()
 }
 
-var listenRE = regexp.MustCompile(`url=(https?://[^ \n]+)`)
-
 // startServe runs "vmsauth serve" in the background until the test ends and
-// returns its base URL and output.
-func startServe(t *testing.T, getenv func(string) string, args ...string) (string, *testkit.LogBuffer) {
+// returns it, with its output.
+func startServe(t *testing.T, getenv func(string) string, args ...string) (*app, *testkit.LogBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &testkit.LogBuffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), getenv, strings.NewReader(""), out, out)
-	}()
+	env := Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: out, Stderr: out}
+	cfg, err := serveConfig(env, append([]string{"--listen", "127.0.0.1:0"}, args...))
+	if err != nil || cfg == nil {
+		t.Fatalf("serve flags %q: %v\n%s", args, err, out)
+	}
+	a, err := newApp(ctx, env, cfg)
+	if err != nil {
+		t.Fatalf("serve did not start: %v\n%s", err, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("serve exited %d after SIGTERM-like stop:\n%s", code, out)
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve stopped with %v after a SIGTERM-like stop:\n%s", err, out)
 			}
 		case <-time.After(30 * time.Second):
 			t.Error("serve did not stop")
 		}
+		a.Close()
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := listenRE.FindStringSubmatch(out.String()); m != nil {
-			return m[1], out
-		}
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("serve exited %d:\n%s", code, out)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("serve did not start:\n%s", out)
-	return "", nil
+	return a, out
 }
 
 func postJSON(t *testing.T, client *http.Client, url, body string) (int, map[string]any) {
@@ -102,7 +95,8 @@ func TestUserAddThenLogin(t *testing.T) {
 	if strings.Contains(out, "camera-pass") {
 		t.Fatal("user add printed the password it was given")
 	}
-	url, _ := startServe(t, getenv, "--insecure-http", "--captcha=false")
+	a, _ := startServe(t, getenv, "--insecure-http", "--captcha=false")
+	url := a.URL()
 
 	status, body := postJSON(t, http.DefaultClient, url+"/api/v1/token", `{"login":"cam1","password":"camera-pass"}`)
 	if status != http.StatusOK || body["access_token"] == "" {
@@ -123,7 +117,8 @@ func TestUserAddThenLogin(t *testing.T) {
 
 func TestServeFirstStart(t *testing.T) {
 	dir := t.TempDir()
-	url, out := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4"), "--data", dir)
+	a, out := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4"), "--data", dir)
+	url := a.URL()
 
 	pwFile := filepath.Join(dir, initialPasswordFile)
 	st, err := os.Stat(pwFile)
@@ -168,7 +163,8 @@ func TestServeFirstStart(t *testing.T) {
 
 func TestServeAdminPasswordFromEnv(t *testing.T) {
 	dir := t.TempDir()
-	url, out := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "chosen-password"), "--data", dir, "--insecure-http")
+	a, out := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "chosen-password"), "--data", dir, "--insecure-http")
+	url := a.URL()
 	if strings.Contains(out.String(), "chosen-password") {
 		t.Fatal("the password from the environment was printed")
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -30,14 +29,12 @@ const socketFile = "vmsauth.sock"
 
 // local is an open database with the rules on it.
 type local struct {
-	db    *store.DB
+	db    Backend
 	svc   *auth.Service
 	audit *auth.Auditor // nil outside serve
 }
 
-type localKey struct{}
-
-// exitCode carries a forwarded command's exit status back to run.
+// exitCode carries a forwarded command's exit status back to Main.
 type exitCode int
 
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
@@ -47,13 +44,13 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // for a command that only reads: it never writes to the file), else, when
 // the service holds the file, the whole command (args) goes over the
 // control socket.
-func withService(ctx context.Context, dataDir string, acfg auth.Config, readOnly bool, args []string, stdin io.Reader, stdout, stderr io.Writer, fn func(*local) error) error {
-	if l, ok := ctx.Value(localKey{}).(*local); ok {
-		return fn(l)
+func withService(ctx context.Context, env Env, dataDir string, acfg auth.Config, readOnly bool, args []string, fn func(*local) error) error {
+	if env.local != nil {
+		return fn(env.local)
 	}
 	db, svc, err := openService(dataDir, acfg, store.Options{ReadOnly: readOnly})
 	if errors.Is(err, store.ErrLocked) {
-		return forward(ctx, dataDir, args, stdin, stdout, stderr, err)
+		return forward(ctx, env, dataDir, args, err)
 	}
 	if err != nil {
 		return err
@@ -102,8 +99,8 @@ func ctlDo(ctx context.Context, dataDir, method, path string, body io.Reader, lo
 
 // forward sends a command to the running service. locked is the error
 // that sent it there, reported if the socket does not answer.
-func forward(ctx context.Context, dataDir string, args []string, stdin io.Reader, stdout, stderr io.Writer, locked error) error {
-	input, err := pipedInput(stdin)
+func forward(ctx context.Context, env Env, dataDir string, args []string, locked error) error {
+	input, err := pipedInput(env.Stdin)
 	if err != nil {
 		return err
 	}
@@ -117,8 +114,8 @@ func forward(ctx context.Context, dataDir string, args []string, stdin io.Reader
 	if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&out) != nil {
 		return fmt.Errorf("the running service refused the command (HTTP %d)", res.StatusCode)
 	}
-	io.WriteString(stdout, out.Stdout)
-	io.WriteString(stderr, out.Stderr)
+	io.WriteString(env.Stdout, out.Stdout)
+	io.WriteString(env.Stderr, out.Stderr)
 	if out.Code != 0 {
 		return exitCode(out.Code)
 	}
@@ -137,34 +134,43 @@ func pipedInput(stdin io.Reader) (string, error) {
 	return string(b), err
 }
 
-// socketCommands are the only commands the socket runs.
-var socketCommands = []string{"user", "audit"}
-
 // ctlHandler serves the control socket for the running service l.
 func ctlHandler(l *local, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /run", func(w http.ResponseWriter, r *http.Request) {
 		var req ctlRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil ||
-			len(req.Args) == 0 || !slices.Contains(socketCommands, req.Args[0]) {
+			len(req.Args) == 0 || !socketCommand(req.Args[0]) {
 			http.Error(w, "not a command the socket runs", http.StatusBadRequest)
 			return
 		}
 		log.Info("command from the control socket", "command", strings.Join(req.Args[:min(2, len(req.Args))], " "))
 		var out, errOut bytes.Buffer
-		ctx := context.WithValue(r.Context(), localKey{}, l)
+		// The caller's environment stays with the caller: flags alone
+		// say what the command does here.
 		noEnv := func(string) string { return "" }
-		code := run(ctx, req.Args, noEnv, strings.NewReader(req.Stdin), &out, &errOut)
+		code := Main(r.Context(), req.Args, Env{Getenv: noEnv, Stdin: strings.NewReader(req.Stdin), Stdout: &out, Stderr: &errOut, local: l})
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(ctlResponse{Code: code, Stdout: out.String(), Stderr: errOut.String()})
 	})
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
+		f, ok := l.db.(fileBackend)
+		if !ok {
+			http.Error(w, "this backend has no file to back up", http.StatusNotImplemented)
+			return
+		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if _, err := l.db.Backup(w); err != nil {
+		if _, err := f.Backup(w); err != nil {
 			log.Error("backup over the control socket", "err", err)
 		}
 	})
 	return mux
+}
+
+// socketCommand says whether the table lets the socket run the command.
+func socketCommand(name string) bool {
+	c, ok := lookup(name)
+	return ok && c.socket
 }
 
 // listenControl opens the control socket, owner-only from the moment it

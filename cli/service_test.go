@@ -1,6 +1,8 @@
-package main
+package cli
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,14 +14,19 @@ import (
 
 const systemUnit = "/etc/systemd/system/vmsauth.service"
 
-// pretendHost sets the service command's view of the host for one test.
-func pretendHost(t *testing.T, user, root, systemd bool) {
+// pretendHost is a view of the host for the service commands: a user
+// unit or a system one, root or not, systemd or not.
+func pretendHost(user, root, systemd bool) serviceHost {
+	return serviceHost{user: user, isRoot: func() bool { return root }, hasSystemd: func() bool { return systemd }}
+}
+
+// cliOn runs one command to completion with the service commands acting
+// on host.
+func cliOn(t *testing.T, host serviceHost, getenv func(string) string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	oldUser, oldRoot, oldSystemd := serviceUser, serviceIsRoot, serviceHasSystemd
-	t.Cleanup(func() { serviceUser, serviceIsRoot, serviceHasSystemd = oldUser, oldRoot, oldSystemd })
-	serviceUser = user
-	serviceIsRoot = func() bool { return root }
-	serviceHasSystemd = func() bool { return systemd }
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), args, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, host: host})
+	return code, out.String(), errb.String()
 }
 
 func userUnit(t *testing.T) string {
@@ -59,9 +66,9 @@ func TestInstallCommandRefuses(t *testing.T) {
 
 	t.Run("ErrNoSystemd", func(t *testing.T) {
 		calls := installtest.FakeSystemctl(t)
-		pretendHost(t, false, true, false)
+		host := pretendHost(false, true, false)
 		for _, action := range []string{"install", "uninstall", "start", "stop", "restart", "status"} {
-			code, _, stderr := cli(t, envOf(), "", action)
+			code, _, stderr := cliOn(t, host, envOf(), action)
 			oneLine(t, code, stderr, "no systemd on this host")
 		}
 		noFile(t, systemUnit)
@@ -72,8 +79,8 @@ func TestInstallCommandRefuses(t *testing.T) {
 
 	t.Run("ErrNotRoot", func(t *testing.T) {
 		calls := installtest.FakeSystemctl(t)
-		pretendHost(t, false, false, true)
-		code, _, stderr := cli(t, envOf(), "", "install", "--listen", ":9443")
+		host := pretendHost(false, false, true)
+		code, _, stderr := cliOn(t, host, envOf(), "install", "--listen", ":9443")
 		oneLine(t, code, stderr, "vmsauth: install: needs root (run it with sudo)")
 		noFile(t, systemUnit)
 		if c := calls(); c != nil {
@@ -83,7 +90,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 
 	t.Run("BadServeFlag", func(t *testing.T) {
 		calls := installtest.FakeSystemctl(t)
-		pretendHost(t, true, false, true)
+		host := pretendHost(true, false, true)
 		for _, tc := range []struct {
 			args []string
 			code int
@@ -97,7 +104,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 			{[]string{"--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"}, 1, "--tls-cert"},
 			{[]string{"--print-config"}, 1, "--print-config"},
 		} {
-			code, _, stderr := cli(t, envOf(), "", append([]string{"install"}, tc.args...)...)
+			code, _, stderr := cliOn(t, host, envOf(), append([]string{"install"}, tc.args...)...)
 			if code != tc.code || !strings.Contains(stderr, tc.want) {
 				t.Errorf("install %q: exit %d, stderr %q; want %d naming %q", tc.args, code, stderr, tc.code, tc.want)
 			}
@@ -111,8 +118,8 @@ func TestInstallCommandRefuses(t *testing.T) {
 	t.Run("EnableFails", func(t *testing.T) {
 		installtest.FakeSystemctl(t)
 		t.Setenv("FAKE_FAIL", "enable")
-		pretendHost(t, true, false, true)
-		code, _, stderr := cli(t, envOf(), "", "install")
+		host := pretendHost(true, false, true)
+		code, _, stderr := cliOn(t, host, envOf(), "install")
 		oneLine(t, code, stderr, "nothing was installed")
 		noFile(t, userUnit(t))
 	})
@@ -120,7 +127,7 @@ func TestInstallCommandRefuses(t *testing.T) {
 
 func TestInstallCommand(t *testing.T) {
 	calls := installtest.FakeSystemctl(t)
-	pretendHost(t, true, false, true)
+	host := pretendHost(true, false, true)
 	exe, err := os.Executable()
 	if err == nil {
 		exe, err = filepath.EvalSymlinks(exe)
@@ -130,7 +137,7 @@ func TestInstallCommand(t *testing.T) {
 	}
 
 	// The environment is not baked into the unit: the service won't see it.
-	code, stdout, stderr := cli(t, envOf("VMSAUTH_LISTEN", ":1"), "", "install",
+	code, stdout, stderr := cliOn(t, host, envOf("VMSAUTH_LISTEN", ":1"), "install",
 		"--listen", ":9443", "--trusted-proxies", "10.0.0.0/8, 192.168.1.0/24", "--captcha=false")
 	if code != 0 {
 		t.Fatalf("install: exit %d, stderr %q", code, stderr)
@@ -154,12 +161,12 @@ func TestInstallCommand(t *testing.T) {
 		t.Errorf("unit reads /etc/sysconfig:\n%s", unit)
 	}
 
-	code, _, stderr = cli(t, envOf(), "", "install")
+	code, _, stderr = cliOn(t, host, envOf(), "install")
 	oneLine(t, code, stderr, "already installed ("+userUnit(t)+"); run `vmsauth uninstall` first")
 
 	status := func(want string) {
 		t.Helper()
-		if code, stdout, stderr := cli(t, envOf(), "", "status"); code != 0 || stdout != want+"\n" {
+		if code, stdout, stderr := cliOn(t, host, envOf(), "status"); code != 0 || stdout != want+"\n" {
 			t.Errorf("status: exit %d, stdout %q, stderr %q; want %q", code, stdout, stderr, want)
 		}
 	}
@@ -168,7 +175,7 @@ func TestInstallCommand(t *testing.T) {
 	status("running")
 
 	for _, action := range []string{"start", "stop", "restart", "uninstall"} {
-		if code, _, stderr := cli(t, envOf(), "", action); code != 0 {
+		if code, _, stderr := cliOn(t, host, envOf(), action); code != 0 {
 			t.Fatalf("%s: exit %d, stderr %q", action, code, stderr)
 		}
 	}
@@ -186,15 +193,15 @@ func TestInstallCommand(t *testing.T) {
 		t.Errorf("systemctl calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
-	code, _, stderr = cli(t, envOf(), "", "start")
+	code, _, stderr = cliOn(t, host, envOf(), "start")
 	oneLine(t, code, stderr, "not installed; run `vmsauth install` first")
 }
 
 func TestInstallCommandDataDir(t *testing.T) {
 	installtest.FakeSystemctl(t)
-	pretendHost(t, true, false, true)
+	host := pretendHost(true, false, true)
 	data := filepath.Join(t.TempDir(), "my data") + "/"
-	if code, _, stderr := cli(t, envOf(), "", "install", "--data="+data); code != 0 {
+	if code, _, stderr := cliOn(t, host, envOf(), "install", "--data="+data); code != 0 {
 		t.Fatalf("install: exit %d, stderr %q", code, stderr)
 	}
 	b, err := os.ReadFile(userUnit(t))

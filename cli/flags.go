@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -90,9 +90,10 @@ func serveFlags(c *config) *flag.FlagSet {
 }
 
 // parseFlags parses args, then fills every flag not given from
-// VMSAUTH_<FLAG>. A bad value names the flag or variable it came from.
-func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) error {
-	_, err := parseFlagSources(fs, args, getenv, stderr)
+// VMSAUTH_<FLAG> of env. A bad value names the flag or variable it came
+// from.
+func parseFlags(fs *flag.FlagSet, args []string, env Env) error {
+	_, err := parseFlagSources(fs, args, env.Getenv, env.Stderr)
 	return err
 }
 

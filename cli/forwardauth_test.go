@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,19 +62,6 @@ func TestForwardAuthConfig(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "--forward-auth-listen") {
 		t.Fatalf("VMSAUTH_FORWARD_AUTH_LISTEN=10.0.0.1:9001: exit %d, %q", code, errOut)
 	}
-}
-
-var forwardAuthRE = regexp.MustCompile(`msg="forward auth listening" addr=(\S+)`)
-
-// loggedForwardAuth returns the forward-auth address serve logged (before
-// the line startServe waits for).
-func loggedForwardAuth(t *testing.T, out *testkit.LogBuffer) string {
-	t.Helper()
-	m := forwardAuthRE.FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("serve did not log its forward-auth listener:\n%s", out)
-	}
-	return m[1]
 }
 
 // unixClient talks HTTP over the socket at path.
@@ -141,9 +127,14 @@ func TestForwardAuthSocket(t *testing.T) {
 		args = append(args, "--forward-auth-group", "65534")
 		wantGID = 65534
 	}
-	base, out := startServe(t, getenv, args...)
-	if got := loggedForwardAuth(t, out); got != "unix:"+sock {
+	a, out := startServe(t, getenv, args...)
+	base := a.URL()
+	if got := a.ForwardAuthURL(); got != "unix:"+sock {
 		t.Fatalf("forward auth at %s, want unix:%s", got, sock)
+	}
+	// The operator reads where it listens in the log.
+	if !strings.Contains(out.String(), `msg="forward auth listening" addr=unix:`+sock) {
+		t.Errorf("serve did not log its forward-auth listener:\n%s", out)
 	}
 
 	fi, err := os.Lstat(sock)
@@ -195,8 +186,8 @@ func TestForwardAuthSocket(t *testing.T) {
 func TestForwardAuthTCP(t *testing.T) {
 	dir := t.TempDir()
 	getenv := envOf("VMSAUTH_DATA", dir, "VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password")
-	base, out := startServe(t, getenv, "--captcha=false", "--forward-auth-listen", "127.0.0.1:0")
-	fa := loggedForwardAuth(t, out)
+	a, _ := startServe(t, getenv, "--captcha=false", "--forward-auth-listen", "127.0.0.1:0")
+	base, fa := a.URL(), a.ForwardAuthURL()
 	if !strings.HasPrefix(fa, "http://127.0.0.1:") {
 		t.Fatalf("forward auth at %s", fa)
 	}
@@ -232,7 +223,7 @@ func TestForwardAuthRefusesNonSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var stdout, stderr testkit.LogBuffer
-	code := run(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, getenv, strings.NewReader(""), &stdout, &stderr)
+	code := Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
 	if code == 0 || !strings.Contains(stderr.String(), "--forward-auth-listen") || !strings.Contains(stderr.String(), "not a socket") {
 		t.Fatalf("exit %d, stderr %q; want a refusal naming the option", code, stderr.String())
 	}
@@ -262,7 +253,7 @@ func TestForwardAuthRefusesLiveSocket(t *testing.T) {
 	}()
 	getenv := envOf("VMSAUTH_DATA", dir, "VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password")
 	var stdout, stderr testkit.LogBuffer
-	code := run(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, getenv, strings.NewReader(""), &stdout, &stderr)
+	code := Main(context.Background(), []string{"serve", "--listen", "127.0.0.1:0", "--forward-auth-listen", "unix:" + path}, Env{Getenv: getenv, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
 	if code == 0 || !strings.Contains(stderr.String(), "in use by another process") {
 		t.Fatalf("exit %d, stderr %q; want a refusal", code, stderr.String())
 	}

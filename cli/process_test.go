@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,13 @@ var (
 	buildErr  error
 )
 
+// listenRE finds the URL in the line a served process logs when it listens.
+var listenRE = regexp.MustCompile(`url=(https?://[^ \n]+)`)
+
+// moduleRoot is the module's directory, seen from this package's: the
+// command's main package and the Makefile are there.
+const moduleRoot = ".."
+
 // binary builds vmsauth once for the tests that run it as a real process.
 func binary(t *testing.T) string {
 	t.Helper()
@@ -32,7 +40,7 @@ func binary(t *testing.T) string {
 		binPath = filepath.Join(dir, "vmsauth")
 		// As released: static, so it also runs in the Debian container
 		// of TestSystemdService whatever this host's C library.
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd := exec.Command("go", "build", "-o", binPath, moduleRoot)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {

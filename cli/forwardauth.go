@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -75,11 +75,11 @@ func lookupGroup(name string) (int, error) {
 }
 
 // openForwardAuth opens the forward-auth listener, or returns nils when it
-// is off.
-func openForwardAuth(cfg *config, h http.Handler, log *slog.Logger) (*http.Server, net.Listener, error) {
+// is off. where is its address as logged: http://ADDR or unix:PATH.
+func openForwardAuth(cfg *config, h http.Handler, log *slog.Logger) (_ *http.Server, _ net.Listener, where string, _ error) {
 	fa, err := cfg.forwardAuth()
 	if err != nil || fa == nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	var ln net.Listener
 	if fa.network == "unix" {
@@ -88,16 +88,16 @@ func openForwardAuth(cfg *config, h http.Handler, log *slog.Logger) (*http.Serve
 		ln, err = net.Listen("tcp", fa.address)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("--forward-auth-listen %s: %w", cfg.ForwardAuthListen, err)
+		return nil, nil, "", fmt.Errorf("--forward-auth-listen %s: %w", cfg.ForwardAuthListen, err)
 	}
 	srv := web.NewForwardAuthServer(h)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	where := "http://" + ln.Addr().String()
+	where = "http://" + ln.Addr().String()
 	if fa.network == "unix" {
 		where = "unix:" + fa.address
 	}
 	log.Info("forward auth listening", "addr", where, "routes", "/auth/verify /healthz")
-	return srv, ln, nil
+	return srv, ln, where, nil
 }
 
 // Mode of the forward-auth socket, and of the data directory when the socket

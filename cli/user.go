@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -15,9 +15,9 @@ import (
 )
 
 // userCommand runs "vmsauth user SUB ..." on the data directory.
-func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+func userCommand(ctx context.Context, env Env, args []string) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(env.Stderr, usage())
 		return errUsage
 	}
 	original := append([]string{"user"}, args...)
@@ -47,7 +47,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	// repeatedly, collecting positional arguments in between.
 	var pos []string
 	for {
-		if err := parseFlags(fs, args, getenv, stderr); err != nil {
+		if err := parseFlags(fs, args, env); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
@@ -61,16 +61,26 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 	}
 
 	readOnly := sub == "list" || sub == "show"
-	return withService(ctx, dataDir, auth.Config{BcryptCost: cost}, readOnly, original, stdin, stdout, stderr, func(l *local) error {
-		return userRun(ctx, l.svc, sub, login, pos, auth.NewUser{
-			Login: login, Name: name, APIs: parseAPIs(apis), Permissions: permissionList(perms),
-			SessionsLimit: limit, PasswordHash: importHash,
-		}, stdin, stdout, stderr)
+	u := userArgs{sub: sub, login: login, pos: pos, add: auth.NewUser{
+		Login: login, Name: name, APIs: parseAPIs(apis), Permissions: permissionList(perms),
+		SessionsLimit: limit, PasswordHash: importHash,
+	}}
+	return withService(ctx, env, dataDir, auth.Config{BcryptCost: cost}, readOnly, original, func(l *local) error {
+		return userRun(ctx, env, l.svc, u)
 	})
 }
 
+// userArgs is a parsed user command.
+type userArgs struct {
+	sub, login string
+	pos        []string     // the arguments after the login
+	add        auth.NewUser // the user "add" makes
+}
+
 // userRun executes a parsed user command on an open service.
-func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []string, n auth.NewUser, stdin io.Reader, stdout, stderr io.Writer) error {
+func userRun(ctx context.Context, env Env, svc *auth.Service, a userArgs) error {
+	sub, login, pos := a.sub, a.login, a.pos
+	stdin, stdout, stderr := env.Stdin, env.Stdout, env.Stderr
 
 	if sub == "list" {
 		users, err := svc.Users()
@@ -89,7 +99,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		return errUsage
 	}
 	if sub == "add" {
-		return addUser(ctx, svc, stdin, stdout, n)
+		return addUser(ctx, svc, stdin, stdout, a.add)
 	}
 
 	u, err := svc.UserByLogin(login)
@@ -141,7 +151,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		}
 		fmt.Fprintf(stdout, "%s now has: %s\n", u.Login, strings.Join(u.Permissions, ", "))
 	default:
-		fmt.Fprintf(stderr, "vmsauth: unknown user command %q\n\n%s", sub, usage)
+		fmt.Fprintf(stderr, "vmsauth: unknown user command %q\n\n%s", sub, usage())
 		return errUsage
 	}
 	return nil

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -198,7 +198,7 @@ func debPackage(t *testing.T, dir, arch, describe string) string {
 		}
 		t.Logf("%s (%v)", strings.Join(args[:3], " "), time.Since(start).Round(time.Millisecond))
 	}
-	run("go", "run", "./tools/deb", "-describe", describe, "-date", "2026-11-29T08:00:00Z",
+	run("go", "run", moduleRoot+"/tools/deb", "-src", filepath.Join(moduleRoot, "tools/deb"), "-describe", describe, "-date", "2026-11-29T08:00:00Z",
 		"-dist", dist, "-out", build, "-arches", arch)
 	run(append(nfpmCommand(t), "package", "--config", filepath.Join(build, "nfpm-"+arch+".json"),
 		"--packager", "deb", "--target", dist)...)
@@ -213,7 +213,7 @@ func debPackage(t *testing.T, dir, arch, describe string) string {
 // version the release does.
 func nfpmCommand(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("Makefile")
+	b, err := os.ReadFile(filepath.Join(moduleRoot, "Makefile"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -200,7 +200,8 @@ func startProxied(t *testing.T) *proxied {
 		args = append(args, "--forward-auth-group", "65534")
 		openPath(t, filepath.Dir(dir))
 	}
-	base, _ := startServe(t, getenv, args...)
+	a, _ := startServe(t, getenv, args...)
+	base := a.URL()
 	// Through the control socket: the first start made the admin.
 	if code, out, errOut := cli(t, getenv, "camera-pass\n", "user", "add", "--login", "cam1", "--api", "integration"); code != 0 {
 		t.Fatalf("user add: %d %s%s", code, out, errOut)

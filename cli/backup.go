@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,20 +9,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
-	"time"
 
-	"vmsauth/auth"
+	"vmsauth/internal/atomicfile"
 	"vmsauth/store"
-	"vmsauth/web"
 )
 
 // oneFileArg parses a command's flags and its single FILE argument.
-func oneFileArg(fs *flag.FlagSet, args []string, getenv func(string) string, stderr io.Writer) (string, error) {
+func oneFileArg(fs *flag.FlagSet, args []string, env Env) (string, error) {
+	stderr := env.Stderr
 	// Let the file come before the flags too: "backup x.db --data /d".
 	var file string
 	for {
-		if err := parseFlags(fs, args, getenv, stderr); err != nil {
+		if err := parseFlags(fs, args, env); err != nil {
 			return "", err
 		}
 		if fs.NArg() == 0 {
@@ -44,11 +42,11 @@ func oneFileArg(fs *flag.FlagSet, args []string, getenv func(string) string, std
 // backupCommand writes a consistent copy of the live database to FILE,
 // through the running service when it holds the file, and checks the copy
 // before reporting success.
-func backupCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func backupCommand(ctx context.Context, env Env, args []string) error {
 	var dataDir string
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	dataFlag(fs, &dataDir)
-	file, err := oneFileArg(fs, args, getenv, stderr)
+	file, err := oneFileArg(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -74,7 +72,7 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err := giveToDirOwner(dataDir); err != nil { // FILE may be in it
 		return err
 	}
-	fmt.Fprintf(stdout, "Backup written to %s (%d bytes, checked).\n", file, n)
+	fmt.Fprintf(env.Stdout, "Backup written to %s (%d bytes, checked).\n", file, n)
 	return nil
 }
 
@@ -94,39 +92,21 @@ func backupFromService(ctx context.Context, dataDir string, w io.Writer, locked 
 // writeChecked writes a database copy to a temp file beside path, opens it
 // and walks every page, and only then renames it into place: a backup
 // that says it succeeded is whole.
-func writeChecked(path string, copyTo func(io.Writer) error) (n int64, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".vmsauth-backup-*")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
+func writeChecked(path string, copyTo func(io.Writer) error) (int64, error) {
+	err := atomicfile.WriteFrom(path, 0o600, copyTo, func(tmp string) error {
+		if err := checkDatabase(tmp); err != nil {
+			return fmt.Errorf("the copy failed its check, nothing written: %w", err)
 		}
-	}()
-	if err = f.Chmod(0o600); err == nil {
-		if err = copyTo(f); err == nil {
-			err = f.Sync()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+		return nil
+	})
 	if err != nil {
 		return 0, err
 	}
-	if err = checkDatabase(tmp); err != nil {
-		return 0, fmt.Errorf("the copy failed its check, nothing written: %w", err)
-	}
-	st, err := os.Stat(tmp)
+	st, err := os.Stat(path)
 	if err != nil {
 		return 0, err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return 0, err
-	}
-	return st.Size(), syncDir(filepath.Dir(path))
+	return st.Size(), nil
 }
 
 // checkDatabase opens path read-only as a vmsauth database and checks
@@ -140,23 +120,14 @@ func checkDatabase(path string) error {
 	return db.Check()
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // restoreCommand replaces the database with FILE, which must be a valid
 // vmsauth database; the service must be stopped. The replaced database is
 // kept beside it.
-func restoreCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func restoreCommand(_ context.Context, env Env, args []string) error {
 	var dataDir string
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	dataFlag(fs, &dataDir)
-	file, err := oneFileArg(fs, args, getenv, stderr)
+	file, err := oneFileArg(fs, args, env)
 	if err != nil {
 		return err
 	}
@@ -188,58 +159,15 @@ func restoreCommand(args []string, getenv func(string) string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	if err := web.WriteFileAtomic(live, src, 0o600); err != nil {
+	if err := atomicfile.Write(live, src, 0o600); err != nil {
 		return err
 	}
 	if err := giveToDirOwner(dataDir); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Restored %s into %s.\n", file, live)
+	fmt.Fprintf(env.Stdout, "Restored %s into %s.\n", file, live)
 	if kept != "" {
-		fmt.Fprintf(stdout, "The previous database is kept as %s.\n", kept)
+		fmt.Fprintf(env.Stdout, "The previous database is kept as %s.\n", kept)
 	}
 	return nil
-}
-
-// auditCommand prints the login audit trail, newest first.
-func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	original := append([]string{"audit"}, args...)
-	var (
-		dataDir, login, since string
-		limit                 int
-	)
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	dataFlag(fs, &dataDir)
-	fs.StringVar(&login, "login", "", "only attempts naming this login")
-	fs.StringVar(&since, "since", "", `only attempts since a time ("2026-01-31 08:00:00", "2026-01-31") or for a duration back ("24h")`)
-	fs.IntVar(&limit, "limit", 100, "most entries shown (0: all)")
-	if err := parseFlags(fs, args, getenv, stderr); err != nil {
-		return err
-	}
-	f := auth.AuditFilter{Login: login, Limit: max(limit, 0)}
-	if since != "" {
-		if d, err := time.ParseDuration(since); err == nil {
-			f.Since = time.Now().Add(-d)
-		} else if f.Since, err = web.ParseTime(since); err != nil {
-			return fmt.Errorf("--since %q: want YYYY-MM-DD[ HH:MM:SS] or a duration such as 24h", since)
-		}
-	}
-	return withService(ctx, dataDir, auth.Config{}, true, original, stdin, stdout, stderr, func(l *local) error {
-		var entries []auth.AuditEntry
-		var err error
-		if l.audit != nil {
-			entries, err = l.audit.Query(f)
-		} else {
-			entries, err = l.db.Audit(f)
-		}
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tIP\tAPI\tLOGIN\tRESULT\tREASON")
-		for _, e := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%q\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.IP, e.API, e.Login, e.Result, e.Reason)
-		}
-		return tw.Flush()
-	})
 }

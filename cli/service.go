@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -21,33 +21,35 @@ const serviceDataDir = "/var/lib/vmsauth"
 // serviceAccount is the system user the installed service runs as.
 const serviceAccount = "vmsauth"
 
-// Tests set these to install a user unit against a fake systemctl, without
-// root and without systemd; false and nil mean the real host.
-var (
-	serviceUser       bool
-	serviceIsRoot     func() bool
-	serviceHasSystemd func() bool
-)
+// serviceHost is the system the service commands act on. Tests set it to
+// install a user unit against a fake systemctl, without root and without
+// systemd; false and nil mean the real host.
+type serviceHost struct {
+	user       bool
+	isRoot     func() bool
+	hasSystemd func() bool
+}
 
 // serviceCommand manages the system service: install registers
 // `vmsauth serve` with the given flags, the others act on that unit.
-// getenv is not consulted: the service will not see this shell's
+// env.Getenv is not consulted: the service will not see this shell's
 // environment, so install checks the flags without it too.
-func serviceCommand(action string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func serviceCommand(env Env, action string, args []string) error {
+	stdout, stderr := env.Stdout, env.Stderr
 	cfg := install.Config{
 		Name:        "vmsauth",
 		DisplayName: "vmsauth",
 		Description: "vmsauth login and token service",
-		UserService: serviceUser,
-		IsRoot:      serviceIsRoot,
-		HasSystemd:  serviceHasSystemd,
+		UserService: env.host.user,
+		IsRoot:      env.host.isRoot,
+		HasSystemd:  env.host.hasSystemd,
 	}
 	if action == "install" {
 		serveArgs, c, err := installArgs(args, stderr)
 		if err != nil {
 			return serviceError(action, err)
 		}
-		if !serviceUser {
+		if !env.host.user {
 			// A user unit runs as its user; only a system unit gets one.
 			cfg.User = serviceAccount
 			cfg.Reads = slices.DeleteFunc([]string{c.TLSCert, c.TLSKey}, func(p string) bool { return p == "" })
@@ -109,8 +111,8 @@ func serviceCommand(action string, args []string, getenv func(string) string, st
 func installArgs(args []string, stderr io.Writer) ([]string, *config, error) {
 	var c config
 	fs := serveFlags(&c)
-	noEnv := func(string) string { return "" }
-	if err := parseFlags(fs, args, noEnv, stderr); err != nil {
+	noEnv := Env{Getenv: func(string) string { return "" }, Stderr: stderr}
+	if err := parseFlags(fs, args, noEnv); err != nil {
 		return nil, nil, err
 	}
 	given := map[string]bool{}
