@@ -228,9 +228,9 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		var entries []auth.AuditEntry
 		var err error
 		if l.audit != nil {
-			entries, err = l.audit.Query(f)
+			entries, err = l.audit.Query(ctx, f)
 		} else {
-			entries, err = l.db.Audit(f)
+			entries, err = l.db.Audit(ctx, f)
 		}
 		if err != nil {
 			return err

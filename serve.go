@@ -319,7 +319,7 @@ func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir st
 		return err
 	}
 	if held {
-		if n, err := db.CountUsers(); err == nil && n == 0 {
+		if n, err := db.CountUsers(ctx); err == nil && n == 0 {
 			log.Warn("the database has no users left; add one with: vmsauth user add --login NAME --api admin --permissions all")
 		}
 		return nil

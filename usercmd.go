@@ -73,7 +73,7 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []string, n auth.NewUser, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	if sub == "list" {
-		users, err := svc.Users()
+		users, err := svc.Users(ctx)
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		return addUser(ctx, svc, stdin, stdout, n)
 	}
 
-	u, err := svc.UserByLogin(login)
+	u, err := svc.UserByLogin(ctx, login)
 	if errors.Is(err, auth.ErrUserNotFound) {
 		return fmt.Errorf("no user with login %q", login)
 	}
@@ -116,12 +116,12 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		}
 		fmt.Fprintf(stdout, "Password of %s changed; their sessions were ended.\n", u.Login)
 	case "disable", "enable":
-		if _, err := svc.SetDisabled(auth.Root, u.ID, sub == "disable"); err != nil {
+		if _, err := svc.SetDisabled(ctx, auth.Root, u.ID, sub == "disable"); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s is %sd.\n", u.Login, sub)
 	case "delete":
-		if err := svc.DeleteUser(auth.Root, u.ID); err != nil {
+		if err := svc.DeleteUser(ctx, auth.Root, u.ID); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s deleted.\n", u.Login)
@@ -135,7 +135,7 @@ func userRun(ctx context.Context, svc *auth.Service, sub, login string, pos []st
 		if sub == "revoke" {
 			change = svc.Revoke
 		}
-		u, err := change(auth.Root, u.ID, names)
+		u, err := change(ctx, auth.Root, u.ID, names)
 		if err != nil {
 			return err
 		}

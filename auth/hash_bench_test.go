@@ -34,7 +34,7 @@ func BenchmarkLoginTime(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	if err := db.CreateUser(&auth.User{Login: "imported", PasswordHash: string(cheap), APIs: auth.AllAPIs, CreatedAt: now, UpdatedAt: now}); err != nil {
+	if err := db.CreateUser(b.Context(), &auth.User{Login: "imported", PasswordHash: string(cheap), APIs: auth.AllAPIs, CreatedAt: now, UpdatedAt: now}); err != nil {
 		b.Fatal(err)
 	}
 	for _, login := range []string{"unknown", "imported"} {

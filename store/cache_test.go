@@ -22,12 +22,12 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 		want func(t *testing.T, s *auth.Session, u *auth.User, err error)
 	}{
 		{"DeleteSession", func(t *testing.T, db *store.DB, _ *auth.User, s *auth.Session) {
-			if err := db.DeleteSession(s.ID); err != nil {
+			if err := db.DeleteSession(t.Context(), s.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},
 		{"TouchSession", func(t *testing.T, db *store.DB, _ *auth.User, s *auth.Session) {
-			if err := db.TouchSession(s.TokenHash, now.Add(time.Minute), now.Add(3*time.Hour), "198.51.100.9"); err != nil {
+			if err := db.TouchSession(t.Context(), s.TokenHash, now.Add(time.Minute), now.Add(3*time.Hour), "198.51.100.9"); err != nil {
 				t.Fatal(err)
 			}
 		}, func(t *testing.T, s *auth.Session, _ *auth.User, err error) {
@@ -36,7 +36,7 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}},
 		{"UpdateUser", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if _, err := db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.Disabled = true; return nil, nil }); err != nil {
+			if _, err := db.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.Disabled = true; return nil, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}, func(t *testing.T, _ *auth.Session, u *auth.User, err error) {
@@ -45,12 +45,12 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}},
 		{"UpdateUserEndingSessions", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if _, err := db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = "new"; return auth.AllAPIs, nil }); err != nil {
+			if _, err := db.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = "new"; return auth.AllAPIs, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},
 		{"DeleteUser", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if err := db.DeleteUser(u.ID); err != nil {
+			if err := db.DeleteUser(t.Context(), u.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},
@@ -74,12 +74,12 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			u := createUser(t, db, "alice")
 			s := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
 			for range 2 { // the second comes from the cache
-				if _, _, err := db.SessionByHash(s.TokenHash); err != nil {
+				if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil {
 					t.Fatal(err)
 				}
 			}
 			tc.write(t, db, u, s)
-			got, gotU, err := db.SessionByHash(s.TokenHash)
+			got, gotU, err := db.SessionByHash(t.Context(), s.TokenHash)
 			tc.want(t, got, gotU, err)
 		})
 	}
@@ -88,11 +88,11 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 		db := newDB(t)
 		u := createUser(t, db, "alice")
 		s, r := newFamily(t, db, u.ID)
-		if _, _, err := db.SessionByHash(s.TokenHash); err != nil {
+		if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil {
 			t.Fatal(err)
 		}
 		next := func() error {
-			return db.RotateRefresh(r.Hash, newSession(t, 0, auth.APIIntegration, now),
+			return db.RotateRefresh(t.Context(), r.Hash, newSession(t, 0, auth.APIIntegration, now),
 				&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 		}
 		if err := next(); err != nil {
@@ -101,7 +101,7 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 		if err := next(); !errors.Is(err, auth.ErrRefreshReused) {
 			t.Fatalf("second use: %v", err)
 		}
-		_, _, err := db.SessionByHash(s.TokenHash)
+		_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 		gone(t, nil, nil, err)
 	})
 }
@@ -134,7 +134,7 @@ func TestCheckCacheLogoutRace(t *testing.T) {
 					default:
 					}
 					after := ended.Load()
-					_, _, err := db.SessionByHash(s.TokenHash)
+					_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 					if after && err == nil {
 						t.Error("a check that started after the logout found the session")
 						return
@@ -143,7 +143,7 @@ func TestCheckCacheLogoutRace(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Millisecond)
-		if err := db.DeleteSession(s.ID); err != nil {
+		if err := db.DeleteSession(t.Context(), s.ID); err != nil {
 			t.Fatal(err)
 		}
 		ended.Store(true)

@@ -39,7 +39,7 @@ func TestOpenRefusesMissingBuckets(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "base.db")
 	db := openDB(t, base)
 	alice := createUser(t, db, "alice")
-	if err := db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{Now: now}); err != nil {
+	if err := db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{Now: now}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -107,7 +107,7 @@ func TestOpenWritesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Users(); err != nil {
+		if _, err := db.Users(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.Check(); err != nil {
@@ -130,7 +130,7 @@ func TestHeldUsers(t *testing.T) {
 		t.Fatalf("new file: held %v, %v", held, err)
 	}
 	alice := createUser(t, db, "alice")
-	if err := db.DeleteUser(alice.ID); err != nil {
+	if err := db.DeleteUser(t.Context(), alice.ID); err != nil {
 		t.Fatal(err)
 	}
 	if held, err := db.HeldUsers(); err != nil || !held {
@@ -151,13 +151,13 @@ func TestCheckLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Health(); !errors.Is(err, auth.ErrStoreChecking) {
+	if err := db.Health(t.Context()); !errors.Is(err, auth.ErrStoreChecking) {
 		t.Fatalf("health before the check: %v", err)
 	}
 	if err := <-db.CheckInBackground(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Health(); err != nil {
+	if err := db.Health(t.Context()); err != nil {
 		t.Fatalf("health after the check: %v", err)
 	}
 	createUser(t, db, "bob")
@@ -187,17 +187,17 @@ func TestDamageFoundWhileOpen(t *testing.T) {
 		t.Fatal("failed before anything read the damage")
 	default:
 	}
-	_, err = db.UserByLogin("bob")
+	_, err = db.UserByLogin(t.Context(), "bob")
 	wantErr(t, err, store.ErrDamaged)
 	select {
 	case <-db.Failed():
 	case <-time.After(time.Second):
 		t.Fatal("the database is not marked failed")
 	}
-	if err := db.Health(); !errors.Is(err, auth.ErrStoreDamaged) {
+	if err := db.Health(t.Context()); !errors.Is(err, auth.ErrStoreDamaged) {
 		t.Fatalf("health: %v", err)
 	}
-	if _, err := db.Users(); !errors.Is(err, store.ErrDamaged) {
+	if _, err := db.Users(t.Context()); !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("a second read: %v", err)
 	}
 }

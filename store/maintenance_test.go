@@ -27,7 +27,7 @@ func TestSweep(t *testing.T) {
 	recent := createSession(t, db, newSession(t, u.ID, auth.APIAdmin, now.Add(-keep)), auth.CreateOptions{Now: now})
 	live := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
 	_, usedRefresh := newFamily(t, db, u.ID) // expires now+24h
-	if err := db.RotateRefresh(usedRefresh.Hash, newSession(t, 0, auth.APIIntegration, now),
+	if err := db.RotateRefresh(t.Context(), usedRefresh.Hash, newSession(t, 0, auth.APIIntegration, now),
 		&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -36,20 +36,20 @@ func TestSweep(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("first sweep removed %d, %v; want the one old session", n, err)
 	}
-	if _, err := db.Session(old.ID); !errors.Is(err, auth.ErrSessionNotFound) {
+	if _, err := db.Session(t.Context(), old.ID); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Fatalf("old session: %v", err)
 	}
-	if _, _, err := db.SessionByHash(old.TokenHash); !errors.Is(err, auth.ErrSessionNotFound) {
+	if _, _, err := db.SessionByHash(t.Context(), old.TokenHash); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Fatal("hash index of a swept session remains")
 	}
 	for _, s := range []*auth.Session{recent, live} {
-		if _, err := db.Session(s.ID); err != nil {
+		if _, err := db.Session(t.Context(), s.ID); err != nil {
 			t.Fatalf("kept session %s: %v", s.ID, err)
 		}
 	}
 	// A used refresh token stays until its own expiry: reuse must still
 	// be detected.
-	if r, err := db.Refresh(usedRefresh.Hash); err != nil || !r.Used {
+	if r, err := db.Refresh(t.Context(), usedRefresh.Hash); err != nil || !r.Used {
 		t.Fatalf("used refresh token: %+v %v", r, err)
 	}
 
@@ -57,7 +57,7 @@ func TestSweep(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("second sweep removed %d, %v; want the recent session and both refresh tokens", n, err)
 	}
-	if _, err := db.Refresh(usedRefresh.Hash); !errors.Is(err, auth.ErrTokenInvalid) {
+	if _, err := db.Refresh(t.Context(), usedRefresh.Hash); !errors.Is(err, auth.ErrTokenInvalid) {
 		t.Fatalf("expired refresh token: %v", err)
 	}
 	if st, err := db.Stats(); err != nil || st.Users != 1 {
@@ -70,35 +70,35 @@ func TestAudit(t *testing.T) {
 	add := func(at time.Time, login string, max int) {
 		t.Helper()
 		e := auth.AuditEntry{Time: at, IP: "192.0.2.1", Login: login, API: auth.APIClient, Result: "failed", Reason: "credentials"}
-		if err := db.AppendAudit([]auth.AuditEntry{e}, max, 30*24*time.Hour, at); err != nil {
+		if err := db.AppendAudit(t.Context(), []auth.AuditEntry{e}, max, 30*24*time.Hour, at); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 20 {
 		add(now.Add(time.Duration(i)*time.Minute), fmt.Sprintf("user%d", i%4), 10)
 	}
-	all, err := db.Audit(auth.AuditFilter{})
+	all, err := db.Audit(t.Context(), auth.AuditFilter{})
 	if err != nil || len(all) != 10 {
 		t.Fatalf("audit holds %d entries, %v; want its bound of 10", len(all), err)
 	}
 	if !all[0].Time.Equal(now.Add(19*time.Minute)) || !all[9].Time.Equal(now.Add(10*time.Minute)) {
 		t.Fatalf("want the newest 10, newest first; got %s .. %s", all[0].Time, all[9].Time)
 	}
-	byLogin, _ := db.Audit(auth.AuditFilter{Login: "USER1"})
+	byLogin, _ := db.Audit(t.Context(), auth.AuditFilter{Login: "USER1"})
 	if len(byLogin) != 2 || byLogin[0].Login != "user1" {
 		t.Fatalf("by login: %+v", byLogin)
 	}
-	since, _ := db.Audit(auth.AuditFilter{Since: now.Add(17 * time.Minute)})
+	since, _ := db.Audit(t.Context(), auth.AuditFilter{Since: now.Add(17 * time.Minute)})
 	if len(since) != 3 {
 		t.Fatalf("since: %d entries", len(since))
 	}
-	limited, _ := db.Audit(auth.AuditFilter{Limit: 4})
+	limited, _ := db.Audit(t.Context(), auth.AuditFilter{Limit: 4})
 	if len(limited) != 4 {
 		t.Fatalf("limit: %d entries", len(limited))
 	}
 	// Age bound: a month later one new entry pushes all old ones out.
 	add(now.Add(31*24*time.Hour), "late", 10)
-	if all, _ := db.Audit(auth.AuditFilter{}); len(all) != 1 || all[0].Login != "late" {
+	if all, _ := db.Audit(t.Context(), auth.AuditFilter{}); len(all) != 1 || all[0].Login != "late" {
 		t.Fatalf("after a month: %+v", all)
 	}
 }
@@ -132,7 +132,7 @@ func TestMigrateSchema1(t *testing.T) {
 		t.Fatalf("read-only open of an old schema: %v", err)
 	}
 	db := openDB(t, path)
-	if err := db.AppendAudit([]auth.AuditEntry{{Time: now, Login: "x"}}, 10, time.Hour, now); err != nil {
+	if err := db.AppendAudit(t.Context(), []auth.AuditEntry{{Time: now, Login: "x"}}, 10, time.Hour, now); err != nil {
 		t.Fatalf("audit after migration: %v", err)
 	}
 	db.Close()
@@ -191,17 +191,17 @@ func TestMigrateSchema2(t *testing.T) {
 	db := openDB(t, path)
 	want := *s
 	want.ID = s.TokenHash.SessionID()
-	got, u, err := db.SessionByHash(s.TokenHash)
+	got, u, err := db.SessionByHash(t.Context(), s.TokenHash)
 	if err != nil || !reflect.DeepEqual(got, checked(&want)) || u.Login != "alice" {
 		t.Fatalf("token check after migration = %+v, %+v, %v", got, u, err)
 	}
-	if all, err := db.UserSessions(alice.ID); err != nil || !reflect.DeepEqual(all, []*auth.Session{&want}) {
+	if all, err := db.UserSessions(t.Context(), alice.ID); err != nil || !reflect.DeepEqual(all, []*auth.Session{&want}) {
 		t.Fatalf("sessions after migration = %+v, %v, want %+v", all, err, want)
 	}
-	if err := db.DeleteSession(want.ID); err != nil {
+	if err := db.DeleteSession(t.Context(), want.ID); err != nil {
 		t.Fatalf("ending the migrated session by its new id: %v", err)
 	}
-	if _, _, err := db.SessionByHash(s.TokenHash); !errors.Is(err, auth.ErrSessionNotFound) {
+	if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Fatalf("after ending it: %v", err)
 	}
 	if err := db.Check(); err != nil {

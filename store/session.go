@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,7 +17,7 @@ import (
 // CreateSession stores s after the checks in opt; see auth.Store. It also
 // returns ErrUserNotFound if s.UserID names no user, so a session can never
 // outlive a concurrently deleted user.
-func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
+func (db *DB) CreateSession(_ context.Context, s *auth.Session, opt auth.CreateOptions) error {
 	// Logins that arrive together share one commit, and so one fsync,
 	// rather than queueing for one each: Batch runs their transactions as
 	// one. bbolt may run the function twice (when another function of the
@@ -116,7 +117,7 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *t
 // lately come from memory (see sessionCache); others cost one state record
 // and the user, decoded only when it changed since a check last needed it.
 // Activity not yet written is put on top (see touches).
-func (db *DB) SessionByHash(h auth.TokenHash) (*auth.Session, *auth.User, error) {
+func (db *DB) SessionByHash(_ context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
 	for {
 		gen := db.touches.generation()
 		s, u, err := db.storedSession(h)
@@ -160,7 +161,7 @@ func (db *DB) storedSession(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 }
 
 // Session returns a session by public id, or ErrSessionNotFound.
-func (db *DB) Session(id string) (s *auth.Session, err error) {
+func (db *DB) Session(_ context.Context, id string) (s *auth.Session, err error) {
 	for {
 		gen := db.touches.generation()
 		err = db.view(func(tx *bolt.Tx) error {
@@ -174,7 +175,7 @@ func (db *DB) Session(id string) (s *auth.Session, err error) {
 }
 
 // UserSessions returns the user's sessions, live or not, oldest first.
-func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
+func (db *DB) UserSessions(_ context.Context, userID int64) (sessions []*auth.Session, err error) {
 	for {
 		gen := db.touches.generation()
 		err = db.view(func(tx *bolt.Tx) error {
@@ -191,7 +192,7 @@ func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
 // A session of a refresh chain (an integration session) ends with its whole
 // chain: every token and refresh token of its family. Otherwise the refresh
 // token issued with it would mint a new pair for another 30 days.
-func (db *DB) DeleteSession(id string) error {
+func (db *DB) DeleteSession(_ context.Context, id string) error {
 	var (
 		h     auth.TokenHash
 		chain bool
@@ -218,7 +219,7 @@ func (db *DB) DeleteSession(id string) error {
 }
 
 // Refresh returns the refresh token with hash h, or ErrTokenInvalid.
-func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
+func (db *DB) Refresh(_ context.Context, h auth.TokenHash) (r *auth.Refresh, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		r, err = refresh(tx, h)
 		return err
@@ -229,7 +230,7 @@ func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
 // RotateRefresh marks old used and stores s and r in its place, or ends
 // old's family if it was used already; see auth.Store. It sets the user and
 // family of s and r from old.
-func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh) error {
+func (db *DB) RotateRefresh(_ context.Context, old auth.TokenHash, s *auth.Session, r *auth.Refresh) error {
 	// A reuse ends a whole chain, whose sessions are not listed here.
 	defer db.sessions.reset()
 	reused := false

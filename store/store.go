@@ -108,6 +108,9 @@ type DB struct {
 	closeErr  error
 }
 
+// The store's methods take a context as auth.Store asks, and do not
+// consult it: a bbolt transaction is local and short, and one begun is
+// finished rather than left half-way for a caller that went away.
 var _ auth.Store = (*DB)(nil)
 
 // Open opens the database at path, creating it if it does not exist (its

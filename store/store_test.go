@@ -48,7 +48,7 @@ func createUser(t *testing.T, db *store.DB, login string) *auth.User {
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
-	if err := db.CreateUser(u); err != nil {
+	if err := db.CreateUser(t.Context(), u); err != nil {
 		t.Fatalf("CreateUser(%q): %v", login, err)
 	}
 	return u
@@ -96,7 +96,7 @@ func checked(s *auth.Session) *auth.Session {
 
 func createSession(t *testing.T, db *store.DB, s *auth.Session, opt auth.CreateOptions) *auth.Session {
 	t.Helper()
-	if err := db.CreateSession(s, opt); err != nil {
+	if err := db.CreateSession(t.Context(), s, opt); err != nil {
 		t.Fatalf("CreateSession: %v", err)
 	}
 	return s
@@ -115,7 +115,7 @@ func newFamily(t *testing.T, db *store.DB, userID int64) (*auth.Session, *auth.R
 
 func sessionIDs(t *testing.T, db *store.DB, userID int64) []string {
 	t.Helper()
-	sessions, err := db.UserSessions(userID)
+	sessions, err := db.UserSessions(t.Context(), userID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,19 +156,19 @@ func TestUsers(t *testing.T) {
 		if alice.ID != 1 || bob.ID != 2 {
 			t.Fatalf("ids = %d, %d, want 1, 2", alice.ID, bob.ID)
 		}
-		got, err := db.User(alice.ID)
+		got, err := db.User(t.Context(), alice.ID)
 		if err != nil || !reflect.DeepEqual(got, alice) {
 			t.Fatalf("User = %+v, %v, want %+v", got, err, alice)
 		}
-		got, err = db.UserByLogin("ALICE")
+		got, err = db.UserByLogin(t.Context(), "ALICE")
 		if err != nil || got.ID != alice.ID {
 			t.Fatalf("UserByLogin(ALICE) = %+v, %v", got, err)
 		}
-		users, err := db.Users()
+		users, err := db.Users(t.Context())
 		if err != nil || len(users) != 2 || users[0].ID != 1 || users[1].ID != 2 {
 			t.Fatalf("Users = %+v, %v", users, err)
 		}
-		if n, err := db.CountUsers(); err != nil || n != 2 {
+		if n, err := db.CountUsers(t.Context()); err != nil || n != 2 {
 			t.Fatalf("CountUsers = %d, %v", n, err)
 		}
 	})
@@ -176,22 +176,22 @@ func TestUsers(t *testing.T) {
 		db := newDB(t)
 		createUser(t, db, "Alice")
 		u := &auth.User{Login: "aLiCe"}
-		wantErr(t, db.CreateUser(u), auth.ErrLoginTaken)
+		wantErr(t, db.CreateUser(t.Context(), u), auth.ErrLoginTaken)
 		if u.ID != 0 {
 			t.Errorf("refused user got id %d", u.ID)
 		}
-		if n, _ := db.CountUsers(); n != 1 {
+		if n, _ := db.CountUsers(t.Context()); n != 1 {
 			t.Errorf("CountUsers = %d, want 1", n)
 		}
 	})
 	t.Run("ErrUserNotFound", func(t *testing.T) {
 		db := newDB(t)
-		_, err := db.User(1)
+		_, err := db.User(t.Context(), 1)
 		wantErr(t, err, auth.ErrUserNotFound)
-		_, err = db.UserByLogin("nobody")
+		_, err = db.UserByLogin(t.Context(), "nobody")
 		wantErr(t, err, auth.ErrUserNotFound)
-		wantErr(t, db.DeleteUser(1), auth.ErrUserNotFound)
-		_, err = db.UpdateUser(1, func(*auth.User) ([]auth.API, error) { return nil, nil })
+		wantErr(t, db.DeleteUser(t.Context(), 1), auth.ErrUserNotFound)
+		_, err = db.UpdateUser(t.Context(), 1, func(*auth.User) ([]auth.API, error) { return nil, nil })
 		wantErr(t, err, auth.ErrUserNotFound)
 	})
 }
@@ -203,7 +203,7 @@ func TestUpdateUser(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
-		got, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
+		got, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Name = "Alice Liddell"
 			u.ID = 42 // ignored: the id is the record's identity
 			return nil, nil
@@ -211,33 +211,33 @@ func TestUpdateUser(t *testing.T) {
 		if err != nil || got.Name != "Alice Liddell" || got.ID != alice.ID {
 			t.Fatalf("UpdateUser = %+v, %v", got, err)
 		}
-		if stored, _ := db.User(alice.ID); !reflect.DeepEqual(stored, got) {
+		if stored, _ := db.User(t.Context(), alice.ID); !reflect.DeepEqual(stored, got) {
 			t.Fatalf("stored %+v, want %+v", stored, got)
 		}
-		if _, err := db.User(42); !errors.Is(err, auth.ErrUserNotFound) {
+		if _, err := db.User(t.Context(), 42); !errors.Is(err, auth.ErrUserNotFound) {
 			t.Fatalf("User(42): %v", err)
 		}
 	})
 	t.Run("LoginChange", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
-		if _, err := db.UpdateUser(alice.ID, rename("Alicia")); err != nil {
+		if _, err := db.UpdateUser(t.Context(), alice.ID, rename("Alicia")); err != nil {
 			t.Fatal(err)
 		}
-		if u, err := db.UserByLogin("alicia"); err != nil || u.ID != alice.ID {
+		if u, err := db.UserByLogin(t.Context(), "alicia"); err != nil || u.ID != alice.ID {
 			t.Fatalf("UserByLogin(alicia) = %+v, %v", u, err)
 		}
-		_, err := db.UserByLogin("alice")
+		_, err := db.UserByLogin(t.Context(), "alice")
 		wantErr(t, err, auth.ErrUserNotFound)
 		createUser(t, db, "alice") // the old login is free again
 	})
 	t.Run("LoginCaseChange", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
-		if _, err := db.UpdateUser(alice.ID, rename("ALICE")); err != nil {
+		if _, err := db.UpdateUser(t.Context(), alice.ID, rename("ALICE")); err != nil {
 			t.Fatal(err)
 		}
-		if u, err := db.UserByLogin("alice"); err != nil || u.Login != "ALICE" {
+		if u, err := db.UserByLogin(t.Context(), "alice"); err != nil || u.Login != "ALICE" {
 			t.Fatalf("UserByLogin(alice) = %+v, %v", u, err)
 		}
 	})
@@ -245,12 +245,12 @@ func TestUpdateUser(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		createUser(t, db, "bob")
-		_, err := db.UpdateUser(alice.ID, rename("Bob"))
+		_, err := db.UpdateUser(t.Context(), alice.ID, rename("Bob"))
 		wantErr(t, err, auth.ErrLoginTaken)
-		if u, _ := db.User(alice.ID); u.Login != "alice" {
+		if u, _ := db.User(t.Context(), alice.ID); u.Login != "alice" {
 			t.Fatalf("login = %q after a refused rename", u.Login)
 		}
-		if u, _ := db.UserByLogin("bob"); u.ID == alice.ID {
+		if u, _ := db.UserByLogin(t.Context(), "bob"); u.ID == alice.ID {
 			t.Fatal("bob's login now points at alice")
 		}
 	})
@@ -259,12 +259,12 @@ func TestUpdateUser(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		boom := errors.New("boom")
-		_, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
+		_, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Login = "changed"
 			return auth.AllAPIs, boom
 		})
 		wantErr(t, err, boom)
-		if u, _ := db.User(alice.ID); !reflect.DeepEqual(u, alice) {
+		if u, _ := db.User(t.Context(), alice.ID); !reflect.DeepEqual(u, alice) {
 			t.Fatalf("user = %+v after fn failed, want %+v", u, alice)
 		}
 		wantSessions(t, db, alice.ID, s)
@@ -277,18 +277,18 @@ func TestUpdateUser(t *testing.T) {
 		integ, r := newFamily(t, db, alice.ID)
 		end := func(apis ...auth.API) {
 			t.Helper()
-			if _, err := db.UpdateUser(alice.ID, func(*auth.User) ([]auth.API, error) { return apis, nil }); err != nil {
+			if _, err := db.UpdateUser(t.Context(), alice.ID, func(*auth.User) ([]auth.API, error) { return apis, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
 		end(auth.APIClient)
 		wantSessions(t, db, alice.ID, integ, admin)
-		if _, err := db.Refresh(r.Hash); err != nil {
+		if _, err := db.Refresh(t.Context(), r.Hash); err != nil {
 			t.Fatalf("ending client sessions ended a refresh token: %v", err)
 		}
 		end(auth.APIIntegration)
 		wantSessions(t, db, alice.ID, admin)
-		_, err := db.Refresh(r.Hash)
+		_, err := db.Refresh(t.Context(), r.Hash)
 		wantErr(t, err, auth.ErrTokenInvalid)
 	})
 	t.Run("EndSessions", func(t *testing.T) {
@@ -298,14 +298,14 @@ func TestUpdateUser(t *testing.T) {
 		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		_, r := newFamily(t, db, alice.ID)
 		keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
-		if _, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
+		if _, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.PasswordHash = "new"
 			return auth.AllAPIs, nil
 		}); err != nil {
 			t.Fatal(err)
 		}
 		wantSessions(t, db, alice.ID)
-		_, err := db.Refresh(r.Hash)
+		_, err := db.Refresh(t.Context(), r.Hash)
 		wantErr(t, err, auth.ErrTokenInvalid)
 		wantSessions(t, db, bob.ID, keep)
 	})
@@ -319,19 +319,19 @@ func TestDeleteUser(t *testing.T) {
 	is, r := newFamily(t, db, alice.ID)
 	keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
 
-	if err := db.DeleteUser(alice.ID); err != nil {
+	if err := db.DeleteUser(t.Context(), alice.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, err := db.User(alice.ID)
+	_, err := db.User(t.Context(), alice.ID)
 	wantErr(t, err, auth.ErrUserNotFound)
 	wantSessions(t, db, alice.ID)
 	for _, s := range []*auth.Session{s, is} {
-		_, _, err = db.SessionByHash(s.TokenHash)
+		_, _, err = db.SessionByHash(t.Context(), s.TokenHash)
 		wantErr(t, err, auth.ErrSessionNotFound)
-		_, err = db.Session(s.ID)
+		_, err = db.Session(t.Context(), s.ID)
 		wantErr(t, err, auth.ErrSessionNotFound)
 	}
-	_, err = db.Refresh(r.Hash)
+	_, err = db.Refresh(t.Context(), r.Hash)
 	wantErr(t, err, auth.ErrTokenInvalid)
 	wantSessions(t, db, bob.ID, keep)
 	createUser(t, db, "ALICE") // the login is free again
@@ -354,7 +354,7 @@ func TestCreateSession(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), limit)
-		got, err := db.Session(s.ID)
+		got, err := db.Session(t.Context(), s.ID)
 		if err != nil || !reflect.DeepEqual(got, s) {
 			t.Fatalf("Session = %+v, %v, want %+v", got, err, s)
 		}
@@ -363,7 +363,7 @@ func TestCreateSession(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
-		err := db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), limit)
+		err := db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), limit)
 		var limitErr *auth.SessionLimitError
 		if !errors.As(err, &limitErr) {
 			t.Fatalf("err = %v, want *SessionLimitError", err)
@@ -388,7 +388,7 @@ func TestCreateSession(t *testing.T) {
 		opt.Replace = full[0].ID
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), opt)
 		wantSessions(t, db, alice.ID, full[1], full[2], s)
-		_, _, err := db.SessionByHash(full[0].TokenHash)
+		_, _, err := db.SessionByHash(t.Context(), full[0].TokenHash)
 		wantErr(t, err, auth.ErrSessionNotFound)
 	})
 	t.Run("ReplaceOfOtherUser", func(t *testing.T) {
@@ -399,7 +399,7 @@ func TestCreateSession(t *testing.T) {
 		bobs := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), limit)
 		opt := limit
 		opt.Replace = bobs.ID
-		wantErr(t, db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
+		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID, full...)
 		wantSessions(t, db, bob.ID, bobs)
 	})
@@ -410,7 +410,7 @@ func TestCreateSession(t *testing.T) {
 		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now), auth.CreateOptions{})
 		opt := limit
 		opt.Replace = admin.ID
-		wantErr(t, db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
+		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID, append(full, admin)...)
 	})
 	t.Run("ReplaceMissing", func(t *testing.T) {
@@ -418,7 +418,7 @@ func TestCreateSession(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		opt := limit
 		opt.Replace = "nonesuch"
-		wantErr(t, db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
+		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID)
 	})
 	t.Run("ReplaceUndoneAtLimit", func(t *testing.T) {
@@ -430,7 +430,7 @@ func TestCreateSession(t *testing.T) {
 		opt := limit
 		opt.Limit, opt.Replace = 2, full[0].ID
 		var limitErr *auth.SessionLimitError
-		if err := db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt); !errors.As(err, &limitErr) {
+		if err := db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt); !errors.As(err, &limitErr) {
 			t.Fatalf("err = %v, want *SessionLimitError", err)
 		}
 		wantSessions(t, db, alice.ID, full...)
@@ -444,7 +444,7 @@ func TestCreateSession(t *testing.T) {
 		later.Now = now.Add(90 * time.Minute) // every session of fill has expired
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, later.Now), later)
 		wantSessions(t, db, alice.ID, expiredIntegration, s)
-		_, _, err := db.SessionByHash(full[0].TokenHash)
+		_, _, err := db.SessionByHash(t.Context(), full[0].TokenHash)
 		wantErr(t, err, auth.ErrSessionNotFound)
 	})
 	t.Run("ExpiredIntegrationSessionsKept", func(t *testing.T) {
@@ -456,13 +456,13 @@ func TestCreateSession(t *testing.T) {
 	})
 	t.Run("ErrUserNotFound", func(t *testing.T) {
 		db := newDB(t)
-		wantErr(t, db.CreateSession(newSession(t, 7, auth.APIClient, now), limit), auth.ErrUserNotFound)
+		wantErr(t, db.CreateSession(t.Context(), newSession(t, 7, auth.APIClient, now), limit), auth.ErrUserNotFound)
 	})
 	t.Run("Refresh", func(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		_, r := newFamily(t, db, alice.ID)
-		got, err := db.Refresh(r.Hash)
+		got, err := db.Refresh(t.Context(), r.Hash)
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("Refresh = %+v, %v, want %+v", got, err, r)
 		}
@@ -481,7 +481,7 @@ func TestCreateSessionRace(t *testing.T) {
 	errs := make([]error, logins)
 	var wg sync.WaitGroup
 	for i := range logins {
-		wg.Go(func() { errs[i] = db.CreateSession(sessions[i], opt) })
+		wg.Go(func() { errs[i] = db.CreateSession(t.Context(), sessions[i], opt) })
 	}
 	wg.Wait()
 
@@ -505,7 +505,7 @@ func TestSessionByHash(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(-2*time.Hour)), auth.CreateOptions{})
-		gotS, gotU, err := db.SessionByHash(s.TokenHash)
+		gotS, gotU, err := db.SessionByHash(t.Context(), s.TokenHash)
 		if err != nil || !reflect.DeepEqual(gotS, checked(s)) || !reflect.DeepEqual(gotU, alice) {
 			t.Fatalf("SessionByHash = %+v, %+v, %v", gotS, gotU, err)
 		}
@@ -516,28 +516,28 @@ func TestSessionByHash(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		_, u, err := db.SessionByHash(s.TokenHash)
+		_, u, err := db.SessionByHash(t.Context(), s.TokenHash)
 		if err != nil {
 			t.Fatal(err)
 		}
 		u.Permissions[0], u.APIs[0], u.Name = "mutated", "mutated", "mutated"
-		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, alice) {
+		if _, again, _ := db.SessionByHash(t.Context(), s.TokenHash); !reflect.DeepEqual(again, alice) {
 			t.Fatalf("a caller's change to its user reached the next check: %+v", again)
 		}
-		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
+		changed, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Permissions = []string{"users.view"}
 			return nil, nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, changed) {
+		if _, again, _ := db.SessionByHash(t.Context(), s.TokenHash); !reflect.DeepEqual(again, changed) {
 			t.Fatalf("check after a change = %+v, want %+v", again, changed)
 		}
 	})
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
 		db := newDB(t)
-		_, _, err := db.SessionByHash(randomHash(t))
+		_, _, err := db.SessionByHash(t.Context(), randomHash(t))
 		wantErr(t, err, auth.ErrSessionNotFound)
 	})
 }
@@ -562,16 +562,16 @@ func TestDeleteSession(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		keep := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Second)), auth.CreateOptions{})
-		if err := db.DeleteSession(s.ID); err != nil {
+		if err := db.DeleteSession(t.Context(), s.ID); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := db.SessionByHash(s.TokenHash)
+		_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 		wantErr(t, err, auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID, keep)
 	})
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
 		db := newDB(t)
-		wantErr(t, db.DeleteSession("nonesuch"), auth.ErrSessionNotFound)
+		wantErr(t, db.DeleteSession(t.Context(), "nonesuch"), auth.ErrSessionNotFound)
 	})
 	t.Run("Chain", func(t *testing.T) {
 		// An integration session ends with its family: the other sessions
@@ -584,13 +584,13 @@ func TestDeleteSession(t *testing.T) {
 		createSession(t, db, sibling, auth.CreateOptions{})
 		other, otherR := newFamily(t, db, alice.ID)
 		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(2*time.Second)), auth.CreateOptions{})
-		if err := db.DeleteSession(sibling.ID); err != nil {
+		if err := db.DeleteSession(t.Context(), sibling.ID); err != nil {
 			t.Fatal(err)
 		}
 		wantSessions(t, db, alice.ID, other, client)
-		_, err := db.Refresh(r.Hash)
+		_, err := db.Refresh(t.Context(), r.Hash)
 		wantErr(t, err, auth.ErrTokenInvalid)
-		if _, err := db.Refresh(otherR.Hash); err != nil {
+		if _, err := db.Refresh(t.Context(), otherR.Hash); err != nil {
 			t.Fatalf("the other chain's refresh token: %v", err)
 		}
 	})
@@ -602,27 +602,27 @@ func TestTouchSession(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 		seen, expires := now.Add(time.Minute), now.Add(2*time.Hour)
-		if err := db.TouchSession(s.TokenHash, seen, expires, "198.51.100.7"); err != nil {
+		if err := db.TouchSession(t.Context(), s.TokenHash, seen, expires, "198.51.100.7"); err != nil {
 			t.Fatal(err)
 		}
 		want := *s
 		want.LastSeen, want.ExpiresAt, want.IP = seen, expires, "198.51.100.7"
-		if got, err := db.Session(s.ID); err != nil || !reflect.DeepEqual(got, &want) {
+		if got, err := db.Session(t.Context(), s.ID); err != nil || !reflect.DeepEqual(got, &want) {
 			t.Fatalf("Session = %+v, %v, want %+v", got, err, want)
 		}
-		if err := db.TouchSession(s.TokenHash, seen, expires, ""); err != nil {
+		if err := db.TouchSession(t.Context(), s.TokenHash, seen, expires, ""); err != nil {
 			t.Fatal(err)
 		}
-		if got, _, err := db.SessionByHash(s.TokenHash); err != nil || got.IP != "198.51.100.7" {
+		if got, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil || got.IP != "198.51.100.7" {
 			t.Fatalf("SessionByHash = %+v, %v; an empty ip must keep the old one", got, err)
 		}
 	})
 	t.Run("Missing", func(t *testing.T) {
 		db := newDB(t)
-		if err := db.TouchSession(randomHash(t), now, now, ""); err != nil {
+		if err := db.TouchSession(t.Context(), randomHash(t), now, now, ""); err != nil {
 			t.Fatal(err)
 		}
-		_, err := db.Session("nonesuch")
+		_, err := db.Session(t.Context(), "nonesuch")
 		wantErr(t, err, auth.ErrSessionNotFound)
 	})
 }
@@ -640,16 +640,16 @@ func TestRotateRefresh(t *testing.T) {
 		alice := createUser(t, db, "alice")
 		s1, r1 := newFamily(t, db, alice.ID)
 		s2, r2 := next(t)
-		if err := db.RotateRefresh(r1.Hash, s2, r2); err != nil {
+		if err := db.RotateRefresh(t.Context(), r1.Hash, s2, r2); err != nil {
 			t.Fatal(err)
 		}
 		if s2.UserID != alice.ID || r2.UserID != alice.ID || s2.Family != s1.Family || r2.Family != s1.Family {
 			t.Fatalf("rotated session %+v and token %+v do not take user and family from the old token", s2, r2)
 		}
-		if got, err := db.Refresh(r1.Hash); err != nil || !got.Used {
+		if got, err := db.Refresh(t.Context(), r1.Hash); err != nil || !got.Used {
 			t.Fatalf("old token = %+v, %v; want it marked used", got, err)
 		}
-		if got, err := db.Refresh(r2.Hash); err != nil || !reflect.DeepEqual(got, r2) {
+		if got, err := db.Refresh(t.Context(), r2.Hash); err != nil || !reflect.DeepEqual(got, r2) {
 			t.Fatalf("new token = %+v, %v, want %+v", got, err, r2)
 		}
 		wantSessions(t, db, alice.ID, s1, s2)
@@ -658,7 +658,7 @@ func TestRotateRefresh(t *testing.T) {
 		db := newDB(t)
 		alice := createUser(t, db, "alice")
 		s, r := next(t)
-		wantErr(t, db.RotateRefresh(randomHash(t), s, r), auth.ErrTokenInvalid)
+		wantErr(t, db.RotateRefresh(t.Context(), randomHash(t), s, r), auth.ErrTokenInvalid)
 		wantSessions(t, db, alice.ID)
 	})
 	t.Run("ErrRefreshReused", func(t *testing.T) {
@@ -668,22 +668,22 @@ func TestRotateRefresh(t *testing.T) {
 		other, otherR := newFamily(t, db, alice.ID)
 		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Second)), auth.CreateOptions{})
 		s2, r2 := next(t)
-		if err := db.RotateRefresh(r1.Hash, s2, r2); err != nil {
+		if err := db.RotateRefresh(t.Context(), r1.Hash, s2, r2); err != nil {
 			t.Fatal(err)
 		}
 		s3, r3 := next(t)
-		wantErr(t, db.RotateRefresh(r1.Hash, s3, r3), auth.ErrRefreshReused)
+		wantErr(t, db.RotateRefresh(t.Context(), r1.Hash, s3, r3), auth.ErrRefreshReused)
 
 		for _, s := range []*auth.Session{s1, s2, s3} {
-			_, _, err := db.SessionByHash(s.TokenHash)
+			_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 			wantErr(t, err, auth.ErrSessionNotFound)
 		}
 		for _, h := range []auth.TokenHash{r1.Hash, r2.Hash, r3.Hash} {
-			_, err := db.Refresh(h)
+			_, err := db.Refresh(t.Context(), h)
 			wantErr(t, err, auth.ErrTokenInvalid)
 		}
 		wantSessions(t, db, alice.ID, other, client)
-		if _, err := db.Refresh(otherR.Hash); err != nil {
+		if _, err := db.Refresh(t.Context(), otherR.Hash); err != nil {
 			t.Fatalf("the other family's token: %v", err)
 		}
 	})
@@ -702,7 +702,7 @@ func TestReopen(t *testing.T) {
 	}
 
 	db = openDB(t, path)
-	if got, gotU, err := db.SessionByHash(s.TokenHash); err != nil || !reflect.DeepEqual(got, checked(s)) || !reflect.DeepEqual(gotU, alice) {
+	if got, gotU, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil || !reflect.DeepEqual(got, checked(s)) || !reflect.DeepEqual(gotU, alice) {
 		t.Fatalf("after reopening: %+v, %+v, %v", got, gotU, err)
 	}
 	if bob := createUser(t, db, "bob"); bob.ID != 2 {
@@ -727,10 +727,10 @@ func TestReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	if _, err := ro.UserByLogin("alice"); err != nil {
+	if _, err := ro.UserByLogin(t.Context(), "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ro.CreateUser(&auth.User{Login: "bob"}); err == nil {
+	if err := ro.CreateUser(t.Context(), &auth.User{Login: "bob"}); err == nil {
 		t.Fatal("CreateUser on a read-only database succeeded")
 	}
 
@@ -749,7 +749,7 @@ func realDB(t *testing.T) []byte {
 	}
 	for i := range 200 {
 		u := &auth.User{Login: fmt.Sprintf("user%03d", i), Name: strings.Repeat("x", 200)}
-		if err := db.CreateUser(u); err != nil {
+		if err := db.CreateUser(t.Context(), u); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -878,7 +878,7 @@ func TestBackupAndCheck(t *testing.T) {
 	if err := backup.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if u, err := backup.User(alice.ID); err != nil || u.Login != "alice" {
+	if u, err := backup.User(t.Context(), alice.ID); err != nil || u.Login != "alice" {
 		t.Fatalf("user in backup = %+v, %v", u, err)
 	}
 }
@@ -893,7 +893,7 @@ func TestOpenRecoversTornMeta(t *testing.T) {
 		t.Fatal(err)
 	}
 	db := openDB(t, path)
-	if n, err := db.CountUsers(); err != nil || n < 199 {
+	if n, err := db.CountUsers(t.Context()); err != nil || n < 199 {
 		t.Fatalf("CountUsers = %d, %v, want the 200 users or all but the last", n, err)
 	}
 	if err := db.Check(); err != nil {

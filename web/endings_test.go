@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -167,11 +168,11 @@ type hookStore struct {
 	beforeCreate atomic.Pointer[func()]
 }
 
-func (h *hookStore) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
+func (h *hookStore) CreateSession(ctx context.Context, s *auth.Session, opt auth.CreateOptions) error {
 	if f := h.beforeCreate.Swap(nil); f != nil {
 		(*f)()
 	}
-	return h.DB.CreateSession(s, opt)
+	return h.DB.CreateSession(ctx, s, opt)
 }
 
 func TestPasswordChangeRacesLogin(t *testing.T) {
@@ -209,7 +210,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 				t.Fatalf("password change: %d %v", changed.Status, changeErr)
 			}
 			l.refused(t, r)
-			if sessions, _ := e.DB.UserSessions(alice.ID); len(sessions) != 0 {
+			if sessions, _ := e.DB.UserSessions(t.Context(), alice.ID); len(sessions) != 0 {
 				t.Fatalf("alice has %d sessions after her password changed", len(sessions))
 			}
 		})
@@ -217,7 +218,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 			e := newEnvOver(t, wrap)
 			alice := e.addUser("alice", allAPIs)
 			during(func() {
-				if _, err := e.Svc.SetDisabled(auth.Root, alice.ID, true); err != nil {
+				if _, err := e.Svc.SetDisabled(t.Context(), auth.Root, alice.ID, true); err != nil {
 					t.Error(err)
 				}
 			})
@@ -225,7 +226,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 			if r.Status == http.StatusOK {
 				t.Fatalf("a login that raced the disabling got a token: %s", r.Body)
 			}
-			if sessions, _ := e.DB.UserSessions(alice.ID); len(sessions) != 0 {
+			if sessions, _ := e.DB.UserSessions(t.Context(), alice.ID); len(sessions) != 0 {
 				t.Fatalf("alice has %d sessions after she was disabled", len(sessions))
 			}
 		})
@@ -241,7 +242,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if _, err := e.DB.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
+			if _, err := e.DB.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 				u.PasswordHash = string(h)
 				return nil, nil
 			}); err != nil {

@@ -259,7 +259,7 @@ func TestThrottledFloodCounted(t *testing.T) {
 	if n := len(logs.String()); n > 20_000 {
 		t.Errorf("%d bytes of log for 4000 refused requests", n)
 	}
-	entries, err := audit.Query(auth.AuditFilter{})
+	entries, err := audit.Query(t.Context(), auth.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestThrottledFloodCounted(t *testing.T) {
 			t.Errorf("no summary with %s in the log", want)
 		}
 	}
-	entries, err = audit.Query(auth.AuditFilter{})
+	entries, err = audit.Query(t.Context(), auth.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

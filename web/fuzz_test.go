@@ -117,7 +117,7 @@ func (s *fuzzServer) addUser(tb testing.TB, login, password string, apis []auth.
 	if fn == nil {
 		return
 	}
-	if _, err := s.db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { fn(u); return nil, nil }); err != nil {
+	if _, err := s.db.UpdateUser(tb.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { fn(u); return nil, nil }); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -33,7 +33,7 @@ func (e *env) importUser(cost int) *auth.User {
 
 func storedCost(t *testing.T, db *store.DB, id int64) int {
 	t.Helper()
-	u, err := db.User(id)
+	u, err := db.User(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +75,11 @@ type updateHookStore struct {
 	beforeUpdate atomic.Pointer[func()]
 }
 
-func (h *updateHookStore) UpdateUser(id int64, fn func(u *auth.User) ([]auth.API, error)) (*auth.User, error) {
+func (h *updateHookStore) UpdateUser(ctx context.Context, id int64, fn func(u *auth.User) ([]auth.API, error)) (*auth.User, error) {
 	if f := h.beforeUpdate.Swap(nil); f != nil {
 		(*f)()
 	}
-	return h.DB.UpdateUser(id, fn)
+	return h.DB.UpdateUser(ctx, id, fn)
 }
 
 // A password set while a rehash hashes wins: the rehash replaces only the

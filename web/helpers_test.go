@@ -239,7 +239,7 @@ func (e *env) addUserWith(login string, apis []auth.API, fn func(u *auth.User), 
 // updateUser changes a stored user without ending its sessions.
 func (e *env) updateUser(id int64, fn func(u *auth.User)) *auth.User {
 	e.t.Helper()
-	u, err := e.DB.UpdateUser(id, func(u *auth.User) ([]auth.API, error) {
+	u, err := e.DB.UpdateUser(e.t.Context(), id, func(u *auth.User) ([]auth.API, error) {
 		fn(u)
 		return nil, nil
 	})
@@ -271,7 +271,7 @@ func (e *env) integrationLogin(login string) (token, refresh string) {
 // clientSessions returns the user's stored client sessions.
 func (e *env) clientSessions(userID int64) []*auth.Session {
 	e.t.Helper()
-	all, err := e.DB.UserSessions(userID)
+	all, err := e.DB.UserSessions(e.t.Context(), userID)
 	if err != nil {
 		e.t.Fatal(err)
 	}

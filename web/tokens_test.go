@@ -127,11 +127,11 @@ func TestVerifyFollowsAccount(t *testing.T) {
 	alice := e.addUser("alice", allAPIs, "users-view")
 	client, _ := e.clientLogin("alice")
 	wantStatus(t, e.do("GET", "/auth/verify?permission=users-view", nil, authz(client)...), http.StatusOK)
-	if _, err := e.Svc.Revoke(auth.Root, alice.ID, []string{"users-view"}); err != nil {
+	if _, err := e.Svc.Revoke(t.Context(), auth.Root, alice.ID, []string{"users-view"}); err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, e.do("GET", "/auth/verify?permission=users-view", nil, authz(client)...), http.StatusForbidden)
-	if _, err := e.Svc.SetDisabled(auth.Root, alice.ID, true); err != nil {
+	if _, err := e.Svc.SetDisabled(t.Context(), auth.Root, alice.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	wantStatus(t, e.do("GET", "/auth/verify", nil, authz(client)...), http.StatusUnauthorized)
