@@ -91,7 +91,7 @@ func (db *DB) UpdateUser(_ context.Context, id int64, fn func(u *auth.User) (end
 			return err
 		}
 		oldLogin := u.Login
-		end, err := fn(u)
+		lost, err := fn(u)
 		if err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func (db *DB) UpdateUser(_ context.Context, id int64, fn func(u *auth.User) (end
 		if err := putUser(tx, u, oldLogin); err != nil {
 			return err
 		}
-		return endAPIs(tx, id, end)
+		return end(tx, id, auth.UserEnding(lost))
 	})
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (db *DB) DeleteUser(_ context.Context, id int64) error {
 		if err := tx.Bucket(bucketUsers).Delete(itob(id)); err != nil {
 			return err
 		}
-		return endTokens(tx, id, anyFamily)
+		return end(tx, id, auth.UserDeletedEnding())
 	})
 }
 
