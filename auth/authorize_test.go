@@ -3,13 +3,12 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // TestActorMayManage checks the subset rule on its own: who may act on
@@ -104,7 +103,7 @@ func TestServiceEnforcesActor(t *testing.T) {
 // admin's password reset, as if it had landed while the current password
 // was being checked.
 type raceStore struct {
-	*store.DB
+	storetest.Backend
 	resetTo string
 }
 
@@ -112,23 +111,18 @@ func (r *raceStore) UpdateUser(ctx context.Context, id int64, fn func(u *auth.Us
 	if r.resetTo != "" {
 		hash := r.resetTo
 		r.resetTo = ""
-		if _, err := r.DB.UpdateUser(ctx, id, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = hash; return auth.AllAPIs, nil }); err != nil {
+		if _, err := r.Backend.UpdateUser(ctx, id, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = hash; return auth.AllAPIs, nil }); err != nil {
 			return nil, err
 		}
 	}
-	return r.DB.UpdateUser(ctx, id, fn)
+	return r.Backend.UpdateUser(ctx, id, fn)
 }
 
 // TestChangeOwnPasswordRace checks that a password reset landing between
 // the check of the current password and the write wins: the current
 // password is no longer current.
 func TestChangeOwnPasswordRace(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	rs := &raceStore{DB: db}
+	rs := &raceStore{Backend: storetest.OpenForTest(t)}
 	svc, err := auth.New(rs, auth.Config{BcryptCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)

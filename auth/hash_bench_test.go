@@ -3,14 +3,13 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // BenchmarkLoginTime compares a wrong password for an unknown login with
@@ -19,11 +18,7 @@ import (
 // which logins exist. Run with -benchtime=20x; it is not a test because
 // times on a shared machine prove nothing.
 func BenchmarkLoginTime(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "bench.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(b)
 	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.DefaultCost})
 	if err != nil {
 		b.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 type clock struct {
@@ -28,14 +27,11 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// newService returns rules over a real bbolt file and a movable clock.
-func newService(t *testing.T, cost int) (*auth.Service, *store.DB, *clock) {
+// newService returns rules over a real store (see storetest.OpenForTest)
+// and a movable clock.
+func newService(t *testing.T, cost int) (*auth.Service, storetest.Backend, *clock) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(t)
 	clk := &clock{t: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
 	svc, err := auth.New(db, auth.Config{BcryptCost: cost, Now: clk.Now})
 	if err != nil {

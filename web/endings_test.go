@@ -11,7 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // Issue 12, "Ending a session ends everything that grew from it".
@@ -164,7 +164,7 @@ func TestTakingAccessAwayEndsSessions(t *testing.T) {
 // hookStore runs a hook, once, just before the next session is written:
 // in the window between a login's password check and its session.
 type hookStore struct {
-	*store.DB
+	storetest.Backend
 	beforeCreate atomic.Pointer[func()]
 }
 
@@ -172,12 +172,12 @@ func (h *hookStore) CreateSession(ctx context.Context, s *auth.Session, opt auth
 	if f := h.beforeCreate.Swap(nil); f != nil {
 		(*f)()
 	}
-	return h.DB.CreateSession(ctx, s, opt)
+	return h.Backend.CreateSession(ctx, s, opt)
 }
 
 func TestPasswordChangeRacesLogin(t *testing.T) {
 	var hooks *hookStore
-	wrap := func(db *store.DB) auth.Store { hooks = &hookStore{DB: db}; return hooks }
+	wrap := func(db storetest.Backend) auth.Store { hooks = &hookStore{Backend: db}; return hooks }
 	// during arranges for fn to run after the next login has verified its
 	// password and before its session is written.
 	during := func(fn func()) { hooks.beforeCreate.Store(&fn) }

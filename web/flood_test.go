@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +22,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/captcha"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 	"vmsauth/web"
 )
 
@@ -31,11 +30,7 @@ import (
 // auditMax entries, log to logw) on the env's clock.
 func floodEnv(t *testing.T, cfg auth.ThrottleConfig, auditMax int, logw io.Writer, trusted ...string) (*env, *auth.Auditor) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(t)
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now})
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -20,7 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 	"vmsauth/web"
 )
 
@@ -42,12 +41,13 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// env is one running vmsauth: real bbolt file, real router, real HTTP.
+// env is one running vmsauth: a real store (bbolt unless
+// storetest.EnvStore names another), real router, real HTTP.
 type env struct {
 	t     *testing.T
 	URL   string
 	Svc   *auth.Service
-	DB    *store.DB
+	DB    storetest.Backend
 	Clock *clock
 	// Handler is the router, for tests that serve it their own way.
 	Handler http.Handler
@@ -63,13 +63,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 // newEnvOver is newEnv with the service over wrap(db) rather than db
 // itself, for tests that must order what happens inside the store.
-func newEnvOver(t *testing.T, wrap func(*store.DB) auth.Store, opts ...envOption) *env {
+func newEnvOver(t *testing.T, wrap func(storetest.Backend) auth.Store, opts ...envOption) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(t)
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	wopt := web.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	acfg := auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now, Logger: wopt.Logger}
