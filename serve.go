@@ -66,7 +66,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// of every page takes longer on a large file than a start may, so it
 	// runs beside the start: it holds off every write until it has passed,
 	// /healthz answers 503 meanwhile, and a damaged file stops serve.
-	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery, CheckLater: true})
+	db, svc, err := openService(cfg.Data, acfg, store.Options{CheckLater: true})
 	if err != nil {
 		return err
 	}
@@ -248,12 +248,6 @@ func goSafe(f *fatalStop, name string, fn, after func()) {
 		fn()
 	}()
 }
-
-// releaseEvery is how often serve gives back the pages of the database file
-// that token checks have mapped (see store.Options.ReleaseEvery): often
-// enough that the resident set stays near the process's own memory, rarely
-// enough that the faults to map them again cost nothing measurable.
-const releaseEvery = 10 * time.Second
 
 // Sweep timing: expired sessions are kept a week so their tokens answer
 // "expired" rather than "invalid", and the sweep runs hourly.

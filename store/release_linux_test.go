@@ -79,7 +79,7 @@ func wantAll(t *testing.T, db *DB, userID int64, want map[string]*auth.Session) 
 // gives it back when it ends; what is read afterwards is the same.
 func TestScansReleaseMappedPages(t *testing.T) {
 	const n = 3000
-	db, path, u, sessions := releaseDB(t, Options{}, n)
+	db, path, u, sessions := releaseDB(t, Options{ReleaseEvery: -1}, n)
 
 	wantAll(t, db, u.ID, sessions)
 	mapped := mappedKB(t, path)
