@@ -9,6 +9,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // TestCheckCacheFollowsWrites checks a session (which caches it), changes
@@ -55,13 +56,13 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}, gone},
 		{"CreateSessionReplacing", func(t *testing.T, db *store.DB, u *auth.User, s *auth.Session) {
-			createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now, Limit: 5, Replace: s.ID})
+			storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now, Limit: 5, Replace: s.ID})
 		}, gone},
 		{"CreateSessionDroppingExpired", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
 			// The first session expired at now+1h; a login two hours later
 			// deletes it while counting the limit.
 			later := now.Add(2 * time.Hour)
-			createSession(t, db, newSession(t, u.ID, auth.APIClient, later), auth.CreateOptions{Now: later, Limit: 5})
+			storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, later), auth.CreateOptions{Now: later, Limit: 5})
 		}, gone},
 		{"Sweep", func(t *testing.T, db *store.DB, _ *auth.User, _ *auth.Session) {
 			if n, err := db.Sweep(now.Add(48*time.Hour), time.Hour); err != nil || n != 1 {
@@ -71,8 +72,8 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := newDB(t)
-			u := createUser(t, db, "alice")
-			s := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
+			u := storetest.CreateUser(t, db, "alice")
+			s := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
 			for range 2 { // the second comes from the cache
 				if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil {
 					t.Fatal(err)
@@ -86,14 +87,14 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 
 	t.Run("RotateRefreshReused", func(t *testing.T) {
 		db := newDB(t)
-		u := createUser(t, db, "alice")
-		s, r := newFamily(t, db, u.ID)
+		u := storetest.CreateUser(t, db, "alice")
+		s, r := storetest.NewFamily(t, db, u.ID)
 		if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil {
 			t.Fatal(err)
 		}
 		next := func() error {
-			return db.RotateRefresh(t.Context(), r.Hash, newSession(t, 0, auth.APIIntegration, now),
-				&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+			return db.RotateRefresh(t.Context(), r.Hash, storetest.NewSession(t, 0, auth.APIIntegration, now),
+				&auth.Refresh{Hash: storetest.RandomHash(t), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 		}
 		if err := next(); err != nil {
 			t.Fatal(err)
@@ -119,9 +120,9 @@ func gone(t *testing.T, s *auth.Session, _ *auth.User, err error) {
 // before the deletion go on filling the cache around it.
 func TestCheckCacheLogoutRace(t *testing.T) {
 	db := newDB(t)
-	u := createUser(t, db, "alice")
+	u := storetest.CreateUser(t, db, "alice")
 	for range 50 {
-		s := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
+		s := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
 		var ended atomic.Bool
 		stop := make(chan struct{})
 		var wg sync.WaitGroup

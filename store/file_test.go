@@ -13,6 +13,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // realDB writes a vmsauth database with enough users to span many pages and
@@ -91,7 +92,7 @@ func TestOpenRefuses(t *testing.T) {
 				db.Close()
 				t.Fatal("Open succeeded")
 			}
-			wantErr(t, err, tc.want)
+			storetest.WantErr(t, err, tc.want)
 			if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q should name the file and say %q", err, tc.says)
 			}

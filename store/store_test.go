@@ -16,6 +16,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 func TestReopen(t *testing.T) {
@@ -24,17 +25,17 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := createUser(t, db, "alice")
-	s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+	alice := storetest.CreateUser(t, db, "alice")
+	s := storetest.CreateSession(t, db, storetest.NewSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	db = openDB(t, path)
-	if got, gotU, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil || !reflect.DeepEqual(got, checked(s)) || !reflect.DeepEqual(gotU, alice) {
+	if got, gotU, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil || !reflect.DeepEqual(got, storetest.Checked(s)) || !reflect.DeepEqual(gotU, alice) {
 		t.Fatalf("after reopening: %+v, %+v, %v", got, gotU, err)
 	}
-	if bob := createUser(t, db, "bob"); bob.ID != 2 {
+	if bob := storetest.CreateUser(t, db, "bob"); bob.ID != 2 {
 		t.Fatalf("id after reopening = %d, want 2", bob.ID)
 	}
 	if db.Path() != path {
@@ -48,7 +49,7 @@ func TestReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 	_ = db.Close()
 
 	ro, err := store.Open(path, store.Options{ReadOnly: true})
@@ -64,7 +65,7 @@ func TestReadOnly(t *testing.T) {
 	}
 
 	_, err = store.Open(filepath.Join(t.TempDir(), "missing.db"), store.Options{ReadOnly: true})
-	wantErr(t, err, os.ErrNotExist)
+	storetest.WantErr(t, err, os.ErrNotExist)
 }
 
 func TestOpenInitialisesEmptyBolt(t *testing.T) {
@@ -75,7 +76,7 @@ func TestOpenInitialisesEmptyBolt(t *testing.T) {
 	}
 	_ = b.Close()
 	db := openDB(t, path)
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 }
 
 func TestOpenLocked(t *testing.T) {
@@ -83,7 +84,7 @@ func TestOpenLocked(t *testing.T) {
 	openDB(t, path)
 	start := time.Now()
 	_, err := store.Open(path, store.Options{Timeout: 100 * time.Millisecond})
-	wantErr(t, err, store.ErrLocked)
+	storetest.WantErr(t, err, store.ErrLocked)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Open waited %v", d)
 	}
@@ -95,12 +96,12 @@ func TestOpenLocked(t *testing.T) {
 
 func TestOpenMissingDir(t *testing.T) {
 	_, err := store.Open(filepath.Join(t.TempDir(), "no", "auth.db"), store.Options{})
-	wantErr(t, err, os.ErrNotExist)
+	storetest.WantErr(t, err, os.ErrNotExist)
 }
 
 func TestBackupAndCheck(t *testing.T) {
 	db := newDB(t)
-	alice := createUser(t, db, "alice")
+	alice := storetest.CreateUser(t, db, "alice")
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +130,7 @@ func TestBackupAndCheck(t *testing.T) {
 // the upgrade to the current schema.
 func TestMigrateSchema1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v1.db")
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Update(func(tx *bolt.Tx) error {
+	withBolt(t, path, func(tx *bolt.Tx) error {
 		for _, name := range []string{"users", "users_by_login", "sessions", "sessions_by_hash", "user_sessions", "refresh", "user_refresh"} {
 			if _, err := tx.CreateBucket([]byte(name)); err != nil {
 				return err
@@ -145,10 +142,6 @@ func TestMigrateSchema1(t *testing.T) {
 		}
 		return meta.Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 1))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
 
 	if _, err := store.Open(path, store.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "upgrading") {
 		t.Fatalf("read-only open of an old schema: %v", err)
@@ -159,12 +152,7 @@ func TestMigrateSchema1(t *testing.T) {
 	}
 	db.Close()
 
-	b, err = bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	_ = b.View(func(tx *bolt.Tx) error {
+	withBolt(t, path, func(tx *bolt.Tx) error {
 		if v := binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema"))); v != 3 {
 			t.Errorf("schema after open = %d, want 3", v)
 		}
@@ -178,13 +166,9 @@ func TestMigrateSchema1(t *testing.T) {
 func TestMigrateSchema2(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v2.db")
 	alice := &auth.User{ID: 1, Login: "alice", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
-	s := newSession(t, alice.ID, auth.APIClient, now)
+	s := storetest.NewSession(t, alice.ID, auth.APIClient, now)
 	s.ID = strings.Repeat("ab", 40) // schema 2's ids were random
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Update(func(tx *bolt.Tx) error {
+	withBolt(t, path, func(tx *bolt.Tx) error {
 		put := func(bucket string, k, v []byte) error {
 			bk, err := tx.CreateBucketIfNotExists([]byte(bucket))
 			if err != nil {
@@ -205,16 +189,12 @@ func TestMigrateSchema2(t *testing.T) {
 			put("refresh", []byte{0}, nil), put("user_refresh", []byte{0}, nil), put("audit", []byte{0}, nil),
 		)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
 
 	db := openDB(t, path)
 	want := *s
 	want.ID = s.TokenHash.SessionID()
 	got, u, err := db.SessionByHash(t.Context(), s.TokenHash)
-	if err != nil || !reflect.DeepEqual(got, checked(&want)) || u.Login != "alice" {
+	if err != nil || !reflect.DeepEqual(got, storetest.Checked(&want)) || u.Login != "alice" {
 		t.Fatalf("token check after migration = %+v, %+v, %v", got, u, err)
 	}
 	if all, err := db.UserSessions(t.Context(), alice.ID); err != nil || !reflect.DeepEqual(all, []*auth.Session{&want}) {
@@ -231,12 +211,7 @@ func TestMigrateSchema2(t *testing.T) {
 	}
 	db.Close()
 
-	b, err = bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	_ = b.View(func(tx *bolt.Tx) error {
+	withBolt(t, path, func(tx *bolt.Tx) error {
 		for _, name := range []string{"sessions", "sessions_by_hash"} {
 			if tx.Bucket([]byte(name)) != nil {
 				t.Errorf("schema 2 bucket %s is left", name)
@@ -250,14 +225,9 @@ func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v9.db")
 	db := openDB(t, path)
 	db.Close()
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = b.Update(func(tx *bolt.Tx) error {
+	withBolt(t, path, func(tx *bolt.Tx) error {
 		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 9))
 	})
-	b.Close()
 	if _, err := store.Open(path, store.Options{}); err == nil || !strings.Contains(err.Error(), "newer vmsauth") {
 		t.Fatalf("newer schema: %v", err)
 	}

@@ -6,20 +6,21 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/store/storetest"
 )
 
 func TestSweep(t *testing.T) {
 	db := newDB(t)
-	u := createUser(t, db, "alice")
+	u := storetest.CreateUser(t, db, "alice")
 	const keep = 7 * 24 * time.Hour
 
 	// Sessions expire an hour after creation (newSession).
-	old := createSession(t, db, newSession(t, u.ID, auth.APIAdmin, now.Add(-keep-2*time.Hour)), auth.CreateOptions{Now: now})
-	recent := createSession(t, db, newSession(t, u.ID, auth.APIAdmin, now.Add(-keep)), auth.CreateOptions{Now: now})
-	live := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
-	_, usedRefresh := newFamily(t, db, u.ID) // expires now+24h
-	if err := db.RotateRefresh(t.Context(), usedRefresh.Hash, newSession(t, 0, auth.APIIntegration, now),
-		&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(48 * time.Hour)}); err != nil {
+	old := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIAdmin, now.Add(-keep-2*time.Hour)), auth.CreateOptions{Now: now})
+	recent := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIAdmin, now.Add(-keep)), auth.CreateOptions{Now: now})
+	live := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
+	_, usedRefresh := storetest.NewFamily(t, db, u.ID) // expires now+24h
+	if err := db.RotateRefresh(t.Context(), usedRefresh.Hash, storetest.NewSession(t, 0, auth.APIIntegration, now),
+		&auth.Refresh{Hash: storetest.RandomHash(t), CreatedAt: now, ExpiresAt: now.Add(48 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -1,8 +1,6 @@
 package storetest
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -13,124 +11,11 @@ import (
 	"vmsauth/auth"
 )
 
-// now is the fixed clock of every case.
-var now = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-func createUser(t *testing.T, db Backend, login string) *auth.User {
-	t.Helper()
-	u := &auth.User{
-		Login:       login,
-		Name:        "Name of " + login,
-		APIs:        []auth.API{auth.APIClient, auth.APIIntegration},
-		Permissions: []string{"cameras.view"},
-		CreatedAt:   now,
-		UpdatedAt:   now,
-	}
-	if err := db.CreateUser(t.Context(), u); err != nil {
-		t.Fatalf("CreateUser(%q): %v", login, err)
-	}
-	return u
-}
-
-func randomID(t *testing.T) string {
-	t.Helper()
-	h := randomHash(t)
-	return hex.EncodeToString(h[:8])
-}
-
-func randomHash(t *testing.T) auth.TokenHash {
-	t.Helper()
-	var h auth.TokenHash
-	if _, err := rand.Read(h[:]); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// newSession is a session of the user created at created and valid for an
-// hour after it.
-func newSession(t *testing.T, userID int64, api auth.API, created time.Time) *auth.Session {
-	t.Helper()
-	h := randomHash(t)
-	return &auth.Session{
-		ID:         h.SessionID(),
-		TokenHash:  h,
-		UserID:     userID,
-		API:        api,
-		CreatedAt:  created,
-		LastSeen:   created,
-		ExpiresAt:  created.Add(time.Hour),
-		ClientMeta: auth.ClientMeta{IP: "192.0.2.1", UserAgent: "test", Client: "web"},
-	}
-}
-
-// checked is s as a token check may return it: without the device, which
-// only session lists show.
-func checked(s *auth.Session) *auth.Session {
-	c := *s
-	c.ClientMeta = auth.ClientMeta{IP: s.IP}
-	return &c
-}
-
-func createSession(t *testing.T, db Backend, s *auth.Session, opt auth.CreateOptions) *auth.Session {
-	t.Helper()
-	if err := db.CreateSession(t.Context(), s, opt); err != nil {
-		t.Fatalf("CreateSession: %v", err)
-	}
-	return s
-}
-
-// newFamily starts an integration refresh chain: a session with its
-// refresh token.
-func newFamily(t *testing.T, db Backend, userID int64) (*auth.Session, *auth.Refresh) {
-	t.Helper()
-	s := newSession(t, userID, auth.APIIntegration, now)
-	s.Family = randomID(t)
-	r := &auth.Refresh{Hash: randomHash(t), UserID: userID, Family: s.Family, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
-	createSession(t, db, s, auth.CreateOptions{Now: now, Refresh: r})
-	return s, r
-}
-
-func sessionIDs(t *testing.T, db Backend, userID int64) []string {
-	t.Helper()
-	sessions, err := db.UserSessions(t.Context(), userID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := []string{}
-	for _, s := range sessions {
-		ids = append(ids, s.ID)
-	}
-	return ids
-}
-
-func ids(sessions ...*auth.Session) []string {
-	ids := []string{}
-	for _, s := range sessions {
-		ids = append(ids, s.ID)
-	}
-	return ids
-}
-
-func wantSessions(t *testing.T, db Backend, userID int64, want ...*auth.Session) {
-	t.Helper()
-	if got := sessionIDs(t, db, userID); !reflect.DeepEqual(got, ids(want...)) {
-		t.Fatalf("sessions of user %d = %v, want %v", userID, got, ids(want...))
-	}
-}
-
-func wantErr(t *testing.T, err, want error) {
-	t.Helper()
-	if !errors.Is(err, want) {
-		t.Fatalf("err = %v, want %v", err, want)
-	}
-}
-
 func (st suite) users(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "Alice")
-		bob := createUser(t, db, "bob")
+		alice := CreateUser(t, db, "Alice")
+		bob := CreateUser(t, db, "bob")
 		if alice.ID <= 0 || bob.ID <= alice.ID {
 			t.Fatalf("ids = %d, %d; want positive ids that grow", alice.ID, bob.ID)
 		}
@@ -152,9 +37,9 @@ func (st suite) users(t *testing.T) {
 	})
 	t.Run("ErrLoginTaken", func(t *testing.T) {
 		db := st.open(t)
-		createUser(t, db, "Alice")
+		CreateUser(t, db, "Alice")
 		u := &auth.User{Login: "aLiCe"}
-		wantErr(t, db.CreateUser(t.Context(), u), auth.ErrLoginTaken)
+		WantErr(t, db.CreateUser(t.Context(), u), auth.ErrLoginTaken)
 		if u.ID != 0 {
 			t.Errorf("refused user got id %d", u.ID)
 		}
@@ -165,12 +50,12 @@ func (st suite) users(t *testing.T) {
 	t.Run("ErrUserNotFound", func(t *testing.T) {
 		db := st.open(t)
 		_, err := db.User(t.Context(), 1)
-		wantErr(t, err, auth.ErrUserNotFound)
+		WantErr(t, err, auth.ErrUserNotFound)
 		_, err = db.UserByLogin(t.Context(), "nobody")
-		wantErr(t, err, auth.ErrUserNotFound)
-		wantErr(t, db.DeleteUser(t.Context(), 1), auth.ErrUserNotFound)
+		WantErr(t, err, auth.ErrUserNotFound)
+		WantErr(t, db.DeleteUser(t.Context(), 1), auth.ErrUserNotFound)
 		_, err = db.UpdateUser(t.Context(), 1, func(*auth.User) ([]auth.API, error) { return nil, nil })
-		wantErr(t, err, auth.ErrUserNotFound)
+		WantErr(t, err, auth.ErrUserNotFound)
 	})
 }
 
@@ -180,7 +65,7 @@ func (st suite) updateUser(t *testing.T) {
 	}
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		got, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Name = "Alice Liddell"
 			u.ID = 42 // ignored: the id is the record's identity
@@ -198,7 +83,7 @@ func (st suite) updateUser(t *testing.T) {
 	})
 	t.Run("LoginChange", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		if _, err := db.UpdateUser(t.Context(), alice.ID, rename("Alicia")); err != nil {
 			t.Fatal(err)
 		}
@@ -206,12 +91,12 @@ func (st suite) updateUser(t *testing.T) {
 			t.Fatalf("UserByLogin(alicia) = %+v, %v", u, err)
 		}
 		_, err := db.UserByLogin(t.Context(), "alice")
-		wantErr(t, err, auth.ErrUserNotFound)
-		createUser(t, db, "alice") // the old login is free again
+		WantErr(t, err, auth.ErrUserNotFound)
+		CreateUser(t, db, "alice") // the old login is free again
 	})
 	t.Run("LoginCaseChange", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		if _, err := db.UpdateUser(t.Context(), alice.ID, rename("ALICE")); err != nil {
 			t.Fatal(err)
 		}
@@ -221,27 +106,27 @@ func (st suite) updateUser(t *testing.T) {
 	})
 	t.Run("ErrLoginTaken", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		createUser(t, db, "bob")
+		alice := CreateUser(t, db, "alice")
+		CreateUser(t, db, "bob")
 		_, err := db.UpdateUser(t.Context(), alice.ID, rename("Bob"))
-		wantErr(t, err, auth.ErrLoginTaken)
+		WantErr(t, err, auth.ErrLoginTaken)
 		if u, _ := db.User(t.Context(), alice.ID); u.Login != "alice" {
 			t.Fatalf("login = %q after a refused rename", u.Login)
 		}
 		if u, _ := db.UserByLogin(t.Context(), "bob"); u.ID == alice.ID {
-			t.Fatal("bob's login now points at alice")
+			t.Fatal("bob's login Now points at alice")
 		}
 	})
 	t.Run("FnError", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+		alice := CreateUser(t, db, "alice")
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
 		boom := errors.New("boom")
 		_, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.Login = "changed"
 			return auth.AllAPIs, boom
 		})
-		wantErr(t, err, boom)
+		WantErr(t, err, boom)
 		if u, _ := db.User(t.Context(), alice.ID); !reflect.DeepEqual(u, alice) {
 			t.Fatalf("user = %+v after fn failed, want %+v", u, alice)
 		}
@@ -249,10 +134,10 @@ func (st suite) updateUser(t *testing.T) {
 	})
 	t.Run("EndSomeAPIs", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(time.Second)), auth.CreateOptions{})
-		integ, r := newFamily(t, db, alice.ID)
+		alice := CreateUser(t, db, "alice")
+		CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
+		admin := CreateSession(t, db, NewSession(t, alice.ID, auth.APIAdmin, Now.Add(time.Second)), auth.CreateOptions{})
+		integ, r := NewFamily(t, db, alice.ID)
 		end := func(apis ...auth.API) {
 			t.Helper()
 			if _, err := db.UpdateUser(t.Context(), alice.ID, func(*auth.User) ([]auth.API, error) { return apis, nil }); err != nil {
@@ -267,15 +152,15 @@ func (st suite) updateUser(t *testing.T) {
 		end(auth.APIIntegration)
 		wantSessions(t, db, alice.ID, admin)
 		_, err := db.Refresh(t.Context(), r.Hash)
-		wantErr(t, err, auth.ErrTokenInvalid)
+		WantErr(t, err, auth.ErrTokenInvalid)
 	})
 	t.Run("EndSessions", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		bob := createUser(t, db, "bob")
-		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		_, r := newFamily(t, db, alice.ID)
-		keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
+		alice := CreateUser(t, db, "alice")
+		bob := CreateUser(t, db, "bob")
+		CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
+		_, r := NewFamily(t, db, alice.ID)
+		keep := CreateSession(t, db, NewSession(t, bob.ID, auth.APIClient, Now), auth.CreateOptions{})
 		if _, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.PasswordHash = "new"
 			return auth.AllAPIs, nil
@@ -284,54 +169,54 @@ func (st suite) updateUser(t *testing.T) {
 		}
 		wantSessions(t, db, alice.ID)
 		_, err := db.Refresh(t.Context(), r.Hash)
-		wantErr(t, err, auth.ErrTokenInvalid)
+		WantErr(t, err, auth.ErrTokenInvalid)
 		wantSessions(t, db, bob.ID, keep)
 	})
 }
 
 func (st suite) deleteUser(t *testing.T) {
 	db := st.open(t)
-	alice := createUser(t, db, "alice")
-	bob := createUser(t, db, "bob")
-	s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-	is, r := newFamily(t, db, alice.ID)
-	keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
+	alice := CreateUser(t, db, "alice")
+	bob := CreateUser(t, db, "bob")
+	s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
+	is, r := NewFamily(t, db, alice.ID)
+	keep := CreateSession(t, db, NewSession(t, bob.ID, auth.APIClient, Now), auth.CreateOptions{})
 
 	if err := db.DeleteUser(t.Context(), alice.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, err := db.User(t.Context(), alice.ID)
-	wantErr(t, err, auth.ErrUserNotFound)
+	WantErr(t, err, auth.ErrUserNotFound)
 	wantSessions(t, db, alice.ID)
 	for _, s := range []*auth.Session{s, is} {
 		_, _, err = db.SessionByHash(t.Context(), s.TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
+		WantErr(t, err, auth.ErrSessionNotFound)
 		_, err = db.Session(t.Context(), s.ID)
-		wantErr(t, err, auth.ErrSessionNotFound)
+		WantErr(t, err, auth.ErrSessionNotFound)
 	}
 	_, err = db.Refresh(t.Context(), r.Hash)
-	wantErr(t, err, auth.ErrTokenInvalid)
+	WantErr(t, err, auth.ErrTokenInvalid)
 	wantSessions(t, db, bob.ID, keep)
-	createUser(t, db, "ALICE") // the login is free again
+	CreateUser(t, db, "ALICE") // the login is free again
 }
 
-func (st suite) createSession(t *testing.T) {
-	limit := auth.CreateOptions{Now: now, Limit: 3}
+func (st suite) createSessionCase(t *testing.T) {
+	limit := auth.CreateOptions{Now: Now, Limit: 3}
 	// fill gives the user limit.Limit live client sessions, oldest first.
 	fill := func(t *testing.T, db Backend, userID int64) []*auth.Session {
 		t.Helper()
 		var sessions []*auth.Session
 		for i := range limit.Limit {
-			s := newSession(t, userID, auth.APIClient, now.Add(-time.Duration(limit.Limit-i)*time.Minute))
-			sessions = append(sessions, createSession(t, db, s, limit))
+			s := NewSession(t, userID, auth.APIClient, Now.Add(-time.Duration(limit.Limit-i)*time.Minute))
+			sessions = append(sessions, CreateSession(t, db, s, limit))
 		}
 		return sessions
 	}
 
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), limit)
+		alice := CreateUser(t, db, "alice")
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), limit)
 		got, err := db.Session(t.Context(), s.ID)
 		if err != nil || !reflect.DeepEqual(got, s) {
 			t.Fatalf("Session = %+v, %v, want %+v", got, err, s)
@@ -339,9 +224,9 @@ func (st suite) createSession(t *testing.T) {
 	})
 	t.Run("ErrSessionLimit", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
-		err := db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), limit)
+		err := db.CreateSession(t.Context(), NewSession(t, alice.ID, auth.APIClient, Now), limit)
 		var limitErr *auth.SessionLimitError
 		if !errors.As(err, &limitErr) {
 			t.Fatalf("err = %v, want *SessionLimitError", err)
@@ -353,89 +238,89 @@ func (st suite) createSession(t *testing.T) {
 	})
 	t.Run("OtherAPINotCounted", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now), limit)
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIAdmin, Now), limit)
 		wantSessions(t, db, alice.ID, append(full, s)...)
 	})
 	t.Run("Replace", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
 		opt := limit
 		opt.Replace = full[0].ID
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), opt)
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), opt)
 		wantSessions(t, db, alice.ID, full[1], full[2], s)
 		_, _, err := db.SessionByHash(t.Context(), full[0].TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
+		WantErr(t, err, auth.ErrSessionNotFound)
 	})
 	t.Run("ReplaceOfOtherUser", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		bob := createUser(t, db, "bob")
+		alice := CreateUser(t, db, "alice")
+		bob := CreateUser(t, db, "bob")
 		full := fill(t, db, alice.ID)
-		bobs := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), limit)
+		bobs := CreateSession(t, db, NewSession(t, bob.ID, auth.APIClient, Now), limit)
 		opt := limit
 		opt.Replace = bobs.ID
-		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
+		WantErr(t, db.CreateSession(t.Context(), NewSession(t, alice.ID, auth.APIClient, Now), opt), auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID, full...)
 		wantSessions(t, db, bob.ID, bobs)
 	})
 	t.Run("ReplaceOfOtherAPI", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
-		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now), auth.CreateOptions{})
+		admin := CreateSession(t, db, NewSession(t, alice.ID, auth.APIAdmin, Now), auth.CreateOptions{})
 		opt := limit
 		opt.Replace = admin.ID
-		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
+		WantErr(t, db.CreateSession(t.Context(), NewSession(t, alice.ID, auth.APIClient, Now), opt), auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID, append(full, admin)...)
 	})
 	t.Run("ReplaceMissing", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		opt := limit
 		opt.Replace = "nonesuch"
-		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
+		WantErr(t, db.CreateSession(t.Context(), NewSession(t, alice.ID, auth.APIClient, Now), opt), auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID)
 	})
 	t.Run("ReplaceUndoneAtLimit", func(t *testing.T) {
 		// With the limit lowered below the live count, replacing one session
 		// still leaves the user at the limit: nothing may change.
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
 		opt := limit
 		opt.Limit, opt.Replace = 2, full[0].ID
 		var limitErr *auth.SessionLimitError
-		if err := db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt); !errors.As(err, &limitErr) {
+		if err := db.CreateSession(t.Context(), NewSession(t, alice.ID, auth.APIClient, Now), opt); !errors.As(err, &limitErr) {
 			t.Fatalf("err = %v, want *SessionLimitError", err)
 		}
 		wantSessions(t, db, alice.ID, full...)
 	})
 	t.Run("ExpiredClientSessionsRemoved", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		full := fill(t, db, alice.ID)
-		expiredIntegration := createSession(t, db, newSession(t, alice.ID, auth.APIIntegration, now.Add(-2*time.Hour)), auth.CreateOptions{})
+		expiredIntegration := CreateSession(t, db, NewSession(t, alice.ID, auth.APIIntegration, Now.Add(-2*time.Hour)), auth.CreateOptions{})
 		later := limit
-		later.Now = now.Add(90 * time.Minute) // every session of fill has expired
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, later.Now), later)
+		later.Now = Now.Add(90 * time.Minute) // every session of fill has expired
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, later.Now), later)
 		wantSessions(t, db, alice.ID, expiredIntegration, s)
 		_, _, err := db.SessionByHash(t.Context(), full[0].TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
+		WantErr(t, err, auth.ErrSessionNotFound)
 	})
 	t.Run("ExpiredIntegrationSessionsKept", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		old := createSession(t, db, newSession(t, alice.ID, auth.APIIntegration, now.Add(-2*time.Hour)), auth.CreateOptions{})
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIIntegration, now), auth.CreateOptions{Now: now, Limit: 1})
+		alice := CreateUser(t, db, "alice")
+		old := CreateSession(t, db, NewSession(t, alice.ID, auth.APIIntegration, Now.Add(-2*time.Hour)), auth.CreateOptions{})
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIIntegration, Now), auth.CreateOptions{Now: Now, Limit: 1})
 		wantSessions(t, db, alice.ID, old, s)
 	})
 	t.Run("CheckRefuses", func(t *testing.T) {
 		// Check sees the user as stored, and its error writes nothing.
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		if _, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 			u.PasswordHash = "changed"
 			return nil, nil
@@ -450,17 +335,17 @@ func (st suite) createSession(t *testing.T) {
 			}
 			return refused
 		}
-		wantErr(t, db.CreateSession(t.Context(), newSession(t, alice.ID, auth.APIClient, now), opt), refused)
+		WantErr(t, db.CreateSession(t.Context(), NewSession(t, alice.ID, auth.APIClient, Now), opt), refused)
 		wantSessions(t, db, alice.ID)
 	})
 	t.Run("ErrUserNotFound", func(t *testing.T) {
 		db := st.open(t)
-		wantErr(t, db.CreateSession(t.Context(), newSession(t, 7, auth.APIClient, now), limit), auth.ErrUserNotFound)
+		WantErr(t, db.CreateSession(t.Context(), NewSession(t, 7, auth.APIClient, Now), limit), auth.ErrUserNotFound)
 	})
 	t.Run("Refresh", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		_, r := newFamily(t, db, alice.ID)
+		alice := CreateUser(t, db, "alice")
+		_, r := NewFamily(t, db, alice.ID)
 		got, err := db.Refresh(t.Context(), r.Hash)
 		if err != nil || !reflect.DeepEqual(got, r) {
 			t.Fatalf("Refresh = %+v, %v, want %+v", got, err, r)
@@ -470,12 +355,12 @@ func (st suite) createSession(t *testing.T) {
 
 func (st suite) createSessionRace(t *testing.T) {
 	db := st.open(t)
-	alice := createUser(t, db, "alice")
+	alice := CreateUser(t, db, "alice")
 	const limit, logins = 5, 50
-	opt := auth.CreateOptions{Now: now, Limit: limit}
+	opt := auth.CreateOptions{Now: Now, Limit: limit}
 	sessions := make([]*auth.Session, logins)
 	for i := range sessions {
-		sessions[i] = newSession(t, alice.ID, auth.APIClient, now)
+		sessions[i] = NewSession(t, alice.ID, auth.APIClient, Now)
 	}
 	errs := make([]error, logins)
 	var wg sync.WaitGroup
@@ -502,10 +387,10 @@ func (st suite) createSessionRace(t *testing.T) {
 func (st suite) sessionByHash(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(-2*time.Hour)), auth.CreateOptions{})
+		alice := CreateUser(t, db, "alice")
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now.Add(-2*time.Hour)), auth.CreateOptions{})
 		gotS, gotU, err := db.SessionByHash(t.Context(), s.TokenHash)
-		if err != nil || !reflect.DeepEqual(checked(gotS), checked(s)) || !reflect.DeepEqual(gotU, alice) {
+		if err != nil || !reflect.DeepEqual(Checked(gotS), Checked(s)) || !reflect.DeepEqual(gotU, alice) {
 			t.Fatalf("SessionByHash = %+v, %+v, %v", gotS, gotU, err)
 		}
 	})
@@ -513,8 +398,8 @@ func (st suite) sessionByHash(t *testing.T) {
 		// Checks reuse decoded users: a change must show at the next check,
 		// and what one caller does to its copy must not reach the next.
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+		alice := CreateUser(t, db, "alice")
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
 		_, u, err := db.SessionByHash(t.Context(), s.TokenHash)
 		if err != nil {
 			t.Fatal(err)
@@ -536,59 +421,59 @@ func (st suite) sessionByHash(t *testing.T) {
 	})
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
 		db := st.open(t)
-		_, _, err := db.SessionByHash(t.Context(), randomHash(t))
-		wantErr(t, err, auth.ErrSessionNotFound)
+		_, _, err := db.SessionByHash(t.Context(), RandomHash(t))
+		WantErr(t, err, auth.ErrSessionNotFound)
 	})
 }
 
 func (st suite) userSessionsOrder(t *testing.T) {
 	db := st.open(t)
-	alice := createUser(t, db, "alice")
-	newest := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Minute)), auth.CreateOptions{})
-	z, a := newSession(t, alice.ID, auth.APIClient, now), newSession(t, alice.ID, auth.APIClient, now)
+	alice := CreateUser(t, db, "alice")
+	newest := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now.Add(time.Minute)), auth.CreateOptions{})
+	z, a := NewSession(t, alice.ID, auth.APIClient, Now), NewSession(t, alice.ID, auth.APIClient, Now)
 	if z.ID < a.ID { // created at the same time: ordered by id
 		z, a = a, z
 	}
-	createSession(t, db, z, auth.CreateOptions{})
-	createSession(t, db, a, auth.CreateOptions{})
-	oldest := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(-time.Minute)), auth.CreateOptions{})
+	CreateSession(t, db, z, auth.CreateOptions{})
+	CreateSession(t, db, a, auth.CreateOptions{})
+	oldest := CreateSession(t, db, NewSession(t, alice.ID, auth.APIAdmin, Now.Add(-time.Minute)), auth.CreateOptions{})
 	wantSessions(t, db, alice.ID, oldest, a, z, newest)
 }
 
 func (st suite) deleteSession(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		keep := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Second)), auth.CreateOptions{})
+		alice := CreateUser(t, db, "alice")
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
+		keep := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now.Add(time.Second)), auth.CreateOptions{})
 		if err := db.DeleteSession(t.Context(), s.ID); err != nil {
 			t.Fatal(err)
 		}
 		_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
+		WantErr(t, err, auth.ErrSessionNotFound)
 		wantSessions(t, db, alice.ID, keep)
 	})
 	t.Run("ErrSessionNotFound", func(t *testing.T) {
 		db := st.open(t)
-		wantErr(t, db.DeleteSession(t.Context(), "nonesuch"), auth.ErrSessionNotFound)
+		WantErr(t, db.DeleteSession(t.Context(), "nonesuch"), auth.ErrSessionNotFound)
 	})
 	t.Run("Chain", func(t *testing.T) {
 		// An integration session ends with its family: the other sessions
 		// of the chain and its refresh tokens. Another family stays.
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s, r := newFamily(t, db, alice.ID)
-		sibling := newSession(t, alice.ID, auth.APIIntegration, now.Add(time.Second))
+		alice := CreateUser(t, db, "alice")
+		s, r := NewFamily(t, db, alice.ID)
+		sibling := NewSession(t, alice.ID, auth.APIIntegration, Now.Add(time.Second))
 		sibling.Family = s.Family
-		createSession(t, db, sibling, auth.CreateOptions{})
-		other, otherR := newFamily(t, db, alice.ID)
-		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(2*time.Second)), auth.CreateOptions{})
+		CreateSession(t, db, sibling, auth.CreateOptions{})
+		other, otherR := NewFamily(t, db, alice.ID)
+		client := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now.Add(2*time.Second)), auth.CreateOptions{})
 		if err := db.DeleteSession(t.Context(), sibling.ID); err != nil {
 			t.Fatal(err)
 		}
 		wantSessions(t, db, alice.ID, other, client)
 		_, err := db.Refresh(t.Context(), r.Hash)
-		wantErr(t, err, auth.ErrTokenInvalid)
+		WantErr(t, err, auth.ErrTokenInvalid)
 		if _, err := db.Refresh(t.Context(), otherR.Hash); err != nil {
 			t.Fatalf("the other chain's refresh token: %v", err)
 		}
@@ -598,9 +483,9 @@ func (st suite) deleteSession(t *testing.T) {
 func (st suite) touchSession(t *testing.T) {
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		seen, expires := now.Add(time.Minute), now.Add(2*time.Hour)
+		alice := CreateUser(t, db, "alice")
+		s := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now), auth.CreateOptions{})
+		seen, expires := Now.Add(time.Minute), Now.Add(2*time.Hour)
 		if err := db.TouchSession(t.Context(), s.TokenHash, seen, expires, "198.51.100.7"); err != nil {
 			t.Fatal(err)
 		}
@@ -618,11 +503,11 @@ func (st suite) touchSession(t *testing.T) {
 	})
 	t.Run("Missing", func(t *testing.T) {
 		db := st.open(t)
-		if err := db.TouchSession(t.Context(), randomHash(t), now, now, ""); err != nil {
+		if err := db.TouchSession(t.Context(), RandomHash(t), Now, Now, ""); err != nil {
 			t.Fatal(err)
 		}
 		_, err := db.Session(t.Context(), "nonesuch")
-		wantErr(t, err, auth.ErrSessionNotFound)
+		WantErr(t, err, auth.ErrSessionNotFound)
 	})
 }
 
@@ -631,13 +516,13 @@ func (st suite) rotateRefresh(t *testing.T) {
 	// fills in their user and family.
 	next := func(t *testing.T) (*auth.Session, *auth.Refresh) {
 		t.Helper()
-		return newSession(t, 0, auth.APIIntegration, now.Add(time.Minute)),
-			&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+		return NewSession(t, 0, auth.APIIntegration, Now.Add(time.Minute)),
+			&auth.Refresh{Hash: RandomHash(t), CreatedAt: Now, ExpiresAt: Now.Add(24 * time.Hour)}
 	}
 	t.Run("OK", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s1, r1 := newFamily(t, db, alice.ID)
+		alice := CreateUser(t, db, "alice")
+		s1, r1 := NewFamily(t, db, alice.ID)
 		s2, r2 := next(t)
 		if err := db.RotateRefresh(t.Context(), r1.Hash, s2, r2); err != nil {
 			t.Fatal(err)
@@ -655,31 +540,31 @@ func (st suite) rotateRefresh(t *testing.T) {
 	})
 	t.Run("ErrTokenInvalid", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
+		alice := CreateUser(t, db, "alice")
 		s, r := next(t)
-		wantErr(t, db.RotateRefresh(t.Context(), randomHash(t), s, r), auth.ErrTokenInvalid)
+		WantErr(t, db.RotateRefresh(t.Context(), RandomHash(t), s, r), auth.ErrTokenInvalid)
 		wantSessions(t, db, alice.ID)
 	})
 	t.Run("ErrRefreshReused", func(t *testing.T) {
 		db := st.open(t)
-		alice := createUser(t, db, "alice")
-		s1, r1 := newFamily(t, db, alice.ID)
-		other, otherR := newFamily(t, db, alice.ID)
-		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Second)), auth.CreateOptions{})
+		alice := CreateUser(t, db, "alice")
+		s1, r1 := NewFamily(t, db, alice.ID)
+		other, otherR := NewFamily(t, db, alice.ID)
+		client := CreateSession(t, db, NewSession(t, alice.ID, auth.APIClient, Now.Add(time.Second)), auth.CreateOptions{})
 		s2, r2 := next(t)
 		if err := db.RotateRefresh(t.Context(), r1.Hash, s2, r2); err != nil {
 			t.Fatal(err)
 		}
 		s3, r3 := next(t)
-		wantErr(t, db.RotateRefresh(t.Context(), r1.Hash, s3, r3), auth.ErrRefreshReused)
+		WantErr(t, db.RotateRefresh(t.Context(), r1.Hash, s3, r3), auth.ErrRefreshReused)
 
 		for _, s := range []*auth.Session{s1, s2, s3} {
 			_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
-			wantErr(t, err, auth.ErrSessionNotFound)
+			WantErr(t, err, auth.ErrSessionNotFound)
 		}
 		for _, h := range []auth.TokenHash{r1.Hash, r2.Hash, r3.Hash} {
 			_, err := db.Refresh(t.Context(), h)
-			wantErr(t, err, auth.ErrTokenInvalid)
+			WantErr(t, err, auth.ErrTokenInvalid)
 		}
 		wantSessions(t, db, alice.ID, other, client)
 		if _, err := db.Refresh(t.Context(), otherR.Hash); err != nil {
@@ -698,20 +583,20 @@ func (st suite) audit(t *testing.T) {
 		}
 	}
 	for i := range 20 {
-		add(now.Add(time.Duration(i)*time.Minute), fmt.Sprintf("user%d", i%4), 10)
+		add(Now.Add(time.Duration(i)*time.Minute), fmt.Sprintf("user%d", i%4), 10)
 	}
 	all, err := db.Audit(t.Context(), auth.AuditFilter{})
 	if err != nil || len(all) != 10 {
 		t.Fatalf("audit holds %d entries, %v; want its bound of 10", len(all), err)
 	}
-	if !all[0].Time.Equal(now.Add(19*time.Minute)) || !all[9].Time.Equal(now.Add(10*time.Minute)) {
+	if !all[0].Time.Equal(Now.Add(19*time.Minute)) || !all[9].Time.Equal(Now.Add(10*time.Minute)) {
 		t.Fatalf("want the newest 10, newest first; got %s .. %s", all[0].Time, all[9].Time)
 	}
 	byLogin, _ := db.Audit(t.Context(), auth.AuditFilter{Login: "USER1"})
 	if len(byLogin) != 2 || byLogin[0].Login != "user1" {
 		t.Fatalf("by login: %+v", byLogin)
 	}
-	since, _ := db.Audit(t.Context(), auth.AuditFilter{Since: now.Add(17 * time.Minute)})
+	since, _ := db.Audit(t.Context(), auth.AuditFilter{Since: Now.Add(17 * time.Minute)})
 	if len(since) != 3 {
 		t.Fatalf("since: %d entries", len(since))
 	}
@@ -720,7 +605,7 @@ func (st suite) audit(t *testing.T) {
 		t.Fatalf("limit: %d entries", len(limited))
 	}
 	// Age bound: a month later one new entry pushes all old ones out.
-	add(now.Add(31*24*time.Hour), "late", 10)
+	add(Now.Add(31*24*time.Hour), "late", 10)
 	if all, _ := db.Audit(t.Context(), auth.AuditFilter{}); len(all) != 1 || all[0].Login != "late" {
 		t.Fatalf("after a month: %+v", all)
 	}

@@ -57,7 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Users", st.users},
 		{"UpdateUser", st.updateUser},
 		{"DeleteUser", st.deleteUser},
-		{"CreateSession", st.createSession},
+		{"CreateSession", st.createSessionCase},
 		{"CreateSessionRace", st.createSessionRace},
 		{"SessionByHash", st.sessionByHash},
 		{"UserSessionsOrder", st.userSessionsOrder},
