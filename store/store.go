@@ -1,7 +1,9 @@
 // Package store keeps vmsauth's users, sessions and refresh tokens in one
 // bbolt file and implements auth.Store on it. It owns that file: nothing else
 // opens it or imports bbolt. It holds no rules; deciding who may log in and
-// for how long is auth's job.
+// for how long is auth's job, and the rules its transactions apply (the
+// session limit, what a logout or a user change ends) are auth's functions,
+// which it calls. store/storetest holds the behaviour it must keep.
 package store
 
 import (
