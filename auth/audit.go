@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -23,11 +24,16 @@ type AuditFilter struct {
 	Limit int       // most entries returned; 0 for all
 }
 
-// AuditLog keeps the trail, bounded: Append drops the oldest entries beyond
-// maxEntries and those older than maxAge.
+// AuditLog keeps the trail, bounded. It is part of the storage contract
+// (see Store; store/storetest proves it).
 type AuditLog interface {
-	AppendAudit(entries []AuditEntry, maxEntries int, maxAge time.Duration, now time.Time) error
-	Audit(f AuditFilter) ([]AuditEntry, error)
+	// AppendAudit adds entries, in order, and in the same transaction
+	// drops the oldest entries beyond maxEntries and those older than
+	// now-maxAge: all of it happens or none does.
+	AppendAudit(ctx context.Context, entries []AuditEntry, maxEntries int, maxAge time.Duration, now time.Time) error
+	// Audit returns the entries f selects, newest first, from one
+	// consistent view; none is not an error.
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }
 
 // Audit bounds by default: enough for months of a busy box, a few MB.
@@ -141,7 +147,8 @@ func (a *Auditor) Flush() {
 	if len(batch) == 0 {
 		return
 	}
-	if err := a.log.AppendAudit(batch, a.maxEntries+a.reserve+a.perPeriod, a.maxAge, a.now()); err != nil {
+	// The writer serves no one request, so nothing but Close stops it.
+	if err := a.log.AppendAudit(context.Background(), batch, a.maxEntries+a.reserve+a.perPeriod, a.maxAge, a.now()); err != nil {
 		a.onError(err)
 	}
 }
@@ -173,9 +180,9 @@ func (a *Auditor) loop() {
 
 // Query flushes what is queued, so the answer includes the latest
 // attempts, and reads the trail.
-func (a *Auditor) Query(f AuditFilter) ([]AuditEntry, error) {
+func (a *Auditor) Query(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
 	a.Flush()
-	return a.log.Audit(f)
+	return a.log.Audit(ctx, f)
 }
 
 // Close flushes the queue and stops the writer.

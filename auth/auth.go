@@ -5,6 +5,7 @@
 package auth
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"time"
@@ -153,9 +154,10 @@ type CreateOptions struct {
 	Now time.Time
 	// Limit, when positive, is the most live sessions of the new session's
 	// user and API that may exist; reaching it fails with *SessionLimitError.
+	// Which sessions count is LimitSessions's rule.
 	Limit int
 	// Replace, when set, names a session of the same user and API that is
-	// ended before the limit is counted.
+	// ended before the limit is counted (see CheckReplace).
 	Replace string
 	// Refresh, when set, is stored with the session (integration logins).
 	Refresh *Refresh
@@ -163,67 +165,96 @@ type CreateOptions struct {
 	// that writes the session; its error refuses the session. A login
 	// uses it to make sure the password it verified is still the user's,
 	// and that the account may still log in, whatever committed while it
-	// hashed. It must not call the store.
+	// hashed. It must not call the store, and may run more than once for
+	// one call (a backend that batches or retries transactions runs it
+	// again), so it only reads u.
 	Check func(u *User) error
 }
 
-// Store keeps users, sessions and refresh tokens. Each method is one
-// transaction; values returned are copies the caller owns.
+// Store keeps users, sessions and refresh tokens. It is the contract every
+// storage backend keeps, and store/storetest holds the cases that prove it:
+// a backend runs storetest.Run.
+//
+// Each method is one transaction: it happens whole or not at all, and
+// values returned are copies the caller owns. Each takes a context first,
+// which a backend that waits on a network or a lock gives up with when it
+// ends (then it returns ctx's error and, for a write, either nothing or
+// all of it happened: the caller cannot tell which, as with any lost
+// answer). A local backend may finish what it started regardless.
+//
+// The rules a write applies inside its transaction are auth's, not the
+// backend's: LimitSessions, CheckReplace, RotateRefresh and the Ending of
+// each change (SessionEnding, UserEnding, UserDeletedEnding). A backend
+// reads what they need, calls them and writes what they decide.
 type Store interface {
 	// CreateUser assigns u.ID and stores u. ErrLoginTaken if another user has
-	// the same login, compared case-insensitively.
-	CreateUser(u *User) error
+	// the same login, compared case-insensitively; nothing is written then.
+	CreateUser(ctx context.Context, u *User) error
 	// User returns the user with the id, or ErrUserNotFound.
-	User(id int64) (*User, error)
+	User(ctx context.Context, id int64) (*User, error)
 	// UserByLogin finds a user by login, case-insensitively, or ErrUserNotFound.
-	UserByLogin(login string) (*User, error)
-	// Users returns every user ordered by id.
-	Users() ([]*User, error)
+	UserByLogin(ctx context.Context, login string) (*User, error)
+	// Users returns every user ordered by id, from one consistent view.
+	Users(ctx context.Context) ([]*User, error)
 	// CountUsers returns how many users exist.
-	CountUsers() (int, error)
-	// UpdateUser loads the user, lets fn change it and stores the result.
-	// The user's sessions of the APIs fn returns are deleted in the same
-	// transaction, and with the integration API its refresh tokens too.
-	// ErrUserNotFound, ErrLoginTaken, or fn's error (then nothing is
-	// written).
-	UpdateUser(id int64, fn func(u *User) (end []API, err error)) (*User, error)
-	// DeleteUser removes the user with its sessions and refresh tokens, or
-	// returns ErrUserNotFound.
-	DeleteUser(id int64) error
+	CountUsers(ctx context.Context) (int, error)
+	// UpdateUser loads the user, lets fn change it and stores the result,
+	// atomically with ending what UserEnding(end) names of the user's
+	// sessions and refresh tokens, end being the APIs fn returns.
+	// ErrUserNotFound, ErrLoginTaken if fn gave the user another's login,
+	// or fn's error; nothing is written on any error.
+	//
+	// fn may run more than once for one call: a backend that commits
+	// optimistically runs it again, on the user as stored then, when
+	// another write got in first. So fn decides from u alone, must not
+	// call the store (a backend may hold its writer lock meanwhile), and
+	// has no effect but on u and its results.
+	UpdateUser(ctx context.Context, id int64, fn func(u *User) (end []API, err error)) (*User, error)
+	// DeleteUser removes the user and, atomically, every session and
+	// refresh token of theirs (UserDeletedEnding); ErrUserNotFound.
+	DeleteUser(ctx context.Context, id int64) error
 
 	// CreateSession stores s after the checks in opt, all in one
-	// transaction. ErrUserNotFound if its user is gone; opt.Check's error;
+	// transaction: nothing is written if any fails. ErrUserNotFound if its
+	// user is gone (a session never outlives its user); opt.Check's error;
 	// ErrSessionNotFound if opt.Replace names no session of the same user
-	// and API; *SessionLimitError if the limit is reached.
-	CreateSession(s *Session, opt CreateOptions) error
+	// and API (CheckReplace); *SessionLimitError if the limit is reached
+	// (LimitSessions, whose expired sessions it deletes on success).
+	CreateSession(ctx context.Context, s *Session, opt CreateOptions) error
 	// SessionByHash returns the session whose token hashes to h, live or not,
-	// with its user; ErrSessionNotFound if there is none. It is the token
-	// check, so it may leave out of ClientMeta everything but IP.
-	SessionByHash(h TokenHash) (*Session, *User, error)
+	// with its user; ErrSessionNotFound if there is none or its user is gone.
+	// It is the token check, so it may leave out of ClientMeta everything
+	// but IP. It sees every TouchSession that returned before it.
+	SessionByHash(ctx context.Context, h TokenHash) (*Session, *User, error)
 	// Session returns a session by public id, or ErrSessionNotFound.
-	Session(id string) (*Session, error)
-	// UserSessions returns the user's sessions, live or not, oldest first.
-	UserSessions(userID int64) ([]*Session, error)
-	// DeleteSession ends a session by public id, or ErrSessionNotFound.
-	// A session of a refresh chain ends with every session and refresh
-	// token of its family.
-	DeleteSession(id string) error
+	Session(ctx context.Context, id string) (*Session, error)
+	// UserSessions returns the user's sessions, live or not, oldest first
+	// (ties by id); none for an unknown user.
+	UserSessions(ctx context.Context, userID int64) ([]*Session, error)
+	// DeleteSession ends what SessionEnding names for the session with the
+	// public id, atomically: the session alone, or, for a session of a
+	// refresh chain, every session and refresh token of its family.
+	// ErrSessionNotFound if there is no such session.
+	DeleteSession(ctx context.Context, id string) error
 	// TouchSession records activity; a missing session is not an error, as it
 	// may have been ended meanwhile. The store may write it shortly after it
-	// returns, but every read of the session must see it at once.
-	TouchSession(h TokenHash, lastSeen, expiresAt time.Time, ip string) error
+	// returns, but every read of the session must see it at once, and it
+	// never brings back a session ended meanwhile.
+	TouchSession(ctx context.Context, h TokenHash, lastSeen, expiresAt time.Time, ip string) error
 
 	// Refresh returns the refresh token with hash h, or ErrTokenInvalid.
-	Refresh(h TokenHash) (*Refresh, error)
-	// RotateRefresh marks the refresh token old used and stores s and r in
-	// its place, taking user and family from old. If old was already used,
-	// it deletes every session and refresh token of its family instead and
-	// returns ErrRefreshReused; ErrTokenInvalid if old does not exist.
-	RotateRefresh(old TokenHash, s *Session, r *Refresh) error
+	Refresh(ctx context.Context, h TokenHash) (*Refresh, error)
+	// RotateRefresh applies RotateRefresh (the function) to the stored
+	// refresh token old, in one transaction: it marks old used and stores
+	// s and r, with user and family from old; or, if old was already used,
+	// it commits the end of old's whole family and then returns
+	// ErrRefreshReused. ErrTokenInvalid if old does not exist.
+	RotateRefresh(ctx context.Context, old TokenHash, s *Session, r *Refresh) error
 
 	// Health is nil while the store can be trusted: it wraps
-	// ErrStoreDamaged once a read or write found the file damaged,
+	// ErrStoreDamaged once a read or write found the data damaged,
 	// ErrStoreWriteFailed while its last write failed, and
-	// ErrStoreChecking until its start-up check has passed.
-	Health() error
+	// ErrStoreChecking until its start-up check has passed. It reports
+	// what the backend knows and does not wait for a write.
+	Health(ctx context.Context) error
 }

@@ -3,13 +3,12 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // TestActorMayManage checks the subset rule on its own: who may act on
@@ -70,17 +69,23 @@ func TestServiceEnforcesActor(t *testing.T) {
 			}
 			return err
 		}, nil},
-		{"UpdateAdmin", func() error { _, err := svc.UpdateUser(as, admin.ID, auth.UserPatch{Name: &name}); return err }, auth.ErrForbidden},
-		{"UpdateOwnName", func() error { _, err := svc.UpdateUser(as, tech.ID, auth.UserPatch{Name: &name}); return err }, nil},
+		{"UpdateAdmin", func() error {
+			_, err := svc.UpdateUser(t.Context(), as, admin.ID, auth.UserPatch{Name: &name})
+			return err
+		}, auth.ErrForbidden},
+		{"UpdateOwnName", func() error {
+			_, err := svc.UpdateUser(t.Context(), as, tech.ID, auth.UserPatch{Name: &name})
+			return err
+		}, nil},
 		{"PasswordAdmin", func() error { _, err := svc.SetPassword(ctx, as, admin.ID, "password2"); return err }, auth.ErrForbidden},
 		{"PasswordOwn", func() error { _, err := svc.SetPassword(ctx, as, tech.ID, "password2"); return err }, auth.ErrOwnPassword},
-		{"DisableAdmin", func() error { _, err := svc.SetDisabled(as, admin.ID, true); return err }, auth.ErrForbidden},
-		{"GrantOwn", func() error { _, err := svc.Grant(as, tech.ID, []string{"archive-view"}); return err }, auth.ErrForbidden},
-		{"RevokeAdmin", func() error { _, err := svc.Revoke(as, admin.ID, []string{"archive-view"}); return err }, auth.ErrForbidden},
-		{"DeleteAdmin", func() error { return svc.DeleteUser(as, admin.ID) }, auth.ErrForbidden},
-		{"DeleteOwn", func() error { return svc.DeleteUser(as, tech.ID) }, auth.ErrForbidden},
-		{"SessionsAdmin", func() error { _, err := svc.UserSessions(as, admin.ID); return err }, auth.ErrForbidden},
-		{"SessionsOwn", func() error { _, err := svc.UserSessions(as, tech.ID); return err }, nil},
+		{"DisableAdmin", func() error { _, err := svc.SetDisabled(t.Context(), as, admin.ID, true); return err }, auth.ErrForbidden},
+		{"GrantOwn", func() error { _, err := svc.Grant(t.Context(), as, tech.ID, []string{"archive-view"}); return err }, auth.ErrForbidden},
+		{"RevokeAdmin", func() error { _, err := svc.Revoke(t.Context(), as, admin.ID, []string{"archive-view"}); return err }, auth.ErrForbidden},
+		{"DeleteAdmin", func() error { return svc.DeleteUser(t.Context(), as, admin.ID) }, auth.ErrForbidden},
+		{"DeleteOwn", func() error { return svc.DeleteUser(t.Context(), as, tech.ID) }, auth.ErrForbidden},
+		{"SessionsAdmin", func() error { _, err := svc.UserSessions(t.Context(), as, admin.ID); return err }, auth.ErrForbidden},
+		{"SessionsOwn", func() error { _, err := svc.UserSessions(t.Context(), as, tech.ID); return err }, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.call(); !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
@@ -88,7 +93,7 @@ func TestServiceEnforcesActor(t *testing.T) {
 			}
 		})
 	}
-	a, err := svc.User(admin.ID)
+	a, err := svc.User(t.Context(), admin.ID)
 	if err != nil || a.Name != "admin" || a.Disabled || len(a.Permissions) != len(auth.Catalog) || a.PasswordHash != admin.PasswordHash {
 		t.Fatalf("admin after refusals: %+v, %v", a, err)
 	}
@@ -98,31 +103,26 @@ func TestServiceEnforcesActor(t *testing.T) {
 // admin's password reset, as if it had landed while the current password
 // was being checked.
 type raceStore struct {
-	*store.DB
+	storetest.Backend
 	resetTo string
 }
 
-func (r *raceStore) UpdateUser(id int64, fn func(u *auth.User) ([]auth.API, error)) (*auth.User, error) {
+func (r *raceStore) UpdateUser(ctx context.Context, id int64, fn func(u *auth.User) ([]auth.API, error)) (*auth.User, error) {
 	if r.resetTo != "" {
 		hash := r.resetTo
 		r.resetTo = ""
-		if _, err := r.DB.UpdateUser(id, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = hash; return auth.AllAPIs, nil }); err != nil {
+		if _, err := r.Backend.UpdateUser(ctx, id, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = hash; return auth.AllAPIs, nil }); err != nil {
 			return nil, err
 		}
 	}
-	return r.DB.UpdateUser(id, fn)
+	return r.Backend.UpdateUser(ctx, id, fn)
 }
 
 // TestChangeOwnPasswordRace checks that a password reset landing between
 // the check of the current password and the write wins: the current
 // password is no longer current.
 func TestChangeOwnPasswordRace(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	rs := &raceStore{DB: db}
+	rs := &raceStore{Backend: storetest.OpenForTest(t)}
 	svc, err := auth.New(rs, auth.Config{BcryptCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +140,11 @@ func TestChangeOwnPasswordRace(t *testing.T) {
 	if err := svc.ChangeOwnPassword(ctx, u, "password1", "mine-again-1"); !errors.Is(err, auth.ErrBadCredentials) {
 		t.Fatalf("err = %v, want ErrBadCredentials", err)
 	}
-	if got, err := svc.User(u.ID); err != nil || got.PasswordHash != string(reset) {
+	if got, err := svc.User(t.Context(), u.ID); err != nil || got.PasswordHash != string(reset) {
 		t.Fatalf("hash after the race: %v; want the admin's reset", err)
 	}
 	// Without a race, the new password changes it.
-	fresh, err := svc.User(u.ID)
+	fresh, err := svc.User(t.Context(), u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

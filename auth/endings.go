@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"slices"
 	"time"
 )
@@ -18,8 +19,8 @@ import (
 //     was before it: reviving an account never revives its old tokens;
 //   - the sessions of each API the user no longer has, and with the
 //     integration API its refresh tokens.
-func (s *Service) update(id int64, fn func(u *User) (endAll bool, err error)) (*User, error) {
-	return s.store.UpdateUser(id, func(u *User) ([]API, error) {
+func (s *Service) update(ctx context.Context, id int64, fn func(u *User) (endAll bool, err error)) (*User, error) {
+	return s.store.UpdateUser(ctx, id, func(u *User) ([]API, error) {
 		before := User{APIs: slices.Clone(u.APIs), Disabled: u.Disabled, ExpiredAt: clone(u.ExpiredAt)}
 		endAll, err := fn(u)
 		if err != nil {

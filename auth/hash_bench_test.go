@@ -3,14 +3,13 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // BenchmarkLoginTime compares a wrong password for an unknown login with
@@ -19,11 +18,7 @@ import (
 // which logins exist. Run with -benchtime=20x; it is not a test because
 // times on a shared machine prove nothing.
 func BenchmarkLoginTime(b *testing.B) {
-	db, err := store.Open(filepath.Join(b.TempDir(), "bench.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(b)
 	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.DefaultCost})
 	if err != nil {
 		b.Fatal(err)
@@ -34,7 +29,7 @@ func BenchmarkLoginTime(b *testing.B) {
 		b.Fatal(err)
 	}
 	now := time.Now()
-	if err := db.CreateUser(&auth.User{Login: "imported", PasswordHash: string(cheap), APIs: auth.AllAPIs, CreatedAt: now, UpdatedAt: now}); err != nil {
+	if err := db.CreateUser(b.Context(), &auth.User{Login: "imported", PasswordHash: string(cheap), APIs: auth.AllAPIs, CreatedAt: now, UpdatedAt: now}); err != nil {
 		b.Fatal(err)
 	}
 	for _, login := range []string{"unknown", "imported"} {

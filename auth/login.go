@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -46,8 +47,8 @@ func prepareLogin(login string) (string, error) {
 // findLogin finds the user a typed login names: as typed first, so that
 // logins from before the rules keep finding their user even where their
 // prepared form is another's, then in its prepared form.
-func (s *Service) findLogin(login string) (*User, error) {
-	u, err := s.store.UserByLogin(login)
+func (s *Service) findLogin(ctx context.Context, login string) (*User, error) {
+	u, err := s.store.UserByLogin(ctx, login)
 	if !errors.Is(err, ErrUserNotFound) {
 		return u, err
 	}
@@ -55,7 +56,7 @@ func (s *Service) findLogin(login string) (*User, error) {
 	if perr != nil || p == strings.ToLower(login) {
 		return nil, err
 	}
-	return s.store.UserByLogin(p)
+	return s.store.UserByLogin(ctx, p)
 }
 
 // checkNewLogin validates a login for a new user into v and returns its

@@ -39,7 +39,7 @@ func (s *Service) ChangeOwnPassword(ctx context.Context, u *User, current, passw
 	if err != nil {
 		return err
 	}
-	_, err = s.update(u.ID, func(stored *User) (bool, error) {
+	_, err = s.update(ctx, u.ID, func(stored *User) (bool, error) {
 		// The password checked must still be the user's: if it was
 		// changed meanwhile (by another admin locking out whoever knew
 		// it), "current" is no longer current.

@@ -153,7 +153,7 @@ func (s *Service) Login(ctx context.Context, req LoginRequest) (*Issued, error) 
 }
 
 func (s *Service) login(ctx context.Context, req LoginRequest) (*Issued, error) {
-	u, err := s.findLogin(req.Login)
+	u, err := s.findLogin(ctx, req.Login)
 	if err != nil && !errors.Is(err, ErrUserNotFound) {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func (s *Service) login(ctx context.Context, req LoginRequest) (*Issued, error) 
 			return nil, err
 		}
 	}
-	if err := s.store.CreateSession(out.Session, opt); err != nil {
+	if err := s.store.CreateSession(ctx, out.Session, opt); err != nil {
 		return nil, err
 	}
 	if s.hasher.stale(hash) {
@@ -233,7 +233,8 @@ func (s *Service) rehash(id int64, old, pw string) {
 		defer s.rehashing.Delete(id)
 		hash, err := s.hasher.hash(context.Background(), pw)
 		if err == nil {
-			_, err = s.store.UpdateUser(id, func(u *User) ([]API, error) {
+			// A rehash belongs to no request: the login has answered.
+			_, err = s.store.UpdateUser(context.Background(), id, func(u *User) ([]API, error) {
 				if u.PasswordHash != old {
 					return nil, errHashChanged
 				}
@@ -300,11 +301,11 @@ func (s *Service) newRefresh(userID int64, family string, now time.Time) (*Refre
 // recorded as the session's latest address. It returns ErrTokenMissing,
 // ErrTokenInvalid (unknown, another API's, or its user can no longer log
 // in) or ErrTokenExpired.
-func (s *Service) Authenticate(token string, api API, ip string) (*Session, *User, error) {
+func (s *Service) Authenticate(ctx context.Context, token string, api API, ip string) (*Session, *User, error) {
 	if token == "" {
 		return nil, nil, ErrTokenMissing
 	}
-	sess, u, err := s.store.SessionByHash(HashToken(token))
+	sess, u, err := s.store.SessionByHash(ctx, HashToken(token))
 	if errors.Is(err, ErrSessionNotFound) {
 		return nil, nil, ErrTokenInvalid
 	}
@@ -331,15 +332,15 @@ func (s *Service) Authenticate(token string, api API, ip string) (*Session, *Use
 		}
 		// A failed activity write must not fail a valid request: the token
 		// is still good, and the next request tries again.
-		_ = s.store.TouchSession(sess.TokenHash, sess.LastSeen, sess.ExpiresAt, sess.IP)
+		_ = s.store.TouchSession(ctx, sess.TokenHash, sess.LastSeen, sess.ExpiresAt, sess.IP)
 	}
 	return sess, u, nil
 }
 
 // Logout ends the session, and an integration session's whole refresh
 // chain with it.
-func (s *Service) Logout(sess *Session) error {
-	err := s.store.DeleteSession(sess.ID)
+func (s *Service) Logout(ctx context.Context, sess *Session) error {
+	err := s.store.DeleteSession(ctx, sess.ID)
 	if errors.Is(err, ErrSessionNotFound) {
 		return nil
 	}
@@ -347,8 +348,8 @@ func (s *Service) Logout(sess *Session) error {
 }
 
 // ClientSessions returns the user's live client sessions, oldest first.
-func (s *Service) ClientSessions(userID int64) ([]*Session, error) {
-	all, err := s.store.UserSessions(userID)
+func (s *Service) ClientSessions(ctx context.Context, userID int64) ([]*Session, error) {
+	all, err := s.store.UserSessions(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -364,27 +365,27 @@ func (s *Service) ClientSessions(userID int64) ([]*Session, error) {
 
 // EndClientSession ends one of the user's client sessions, or returns
 // ErrSessionNotFound if id is not one.
-func (s *Service) EndClientSession(userID int64, id string) error {
-	sess, err := s.store.Session(id)
+func (s *Service) EndClientSession(ctx context.Context, userID int64, id string) error {
+	sess, err := s.store.Session(ctx, id)
 	if err != nil {
 		return err
 	}
 	if sess.UserID != userID || sess.API != APIClient {
 		return ErrSessionNotFound
 	}
-	return s.store.DeleteSession(id)
+	return s.store.DeleteSession(ctx, id)
 }
 
 // Refresh trades a single-use integration refresh token for a new token
 // pair. It returns ErrTokenInvalid for an unknown token or one whose user
 // can no longer log in, ErrTokenExpired, or ErrRefreshReused (after ending
 // the token's whole chain) for a token used before.
-func (s *Service) Refresh(refreshToken string, meta ClientMeta) (*Issued, error) {
+func (s *Service) Refresh(ctx context.Context, refreshToken string, meta ClientMeta) (*Issued, error) {
 	if refreshToken == "" {
 		return nil, ErrTokenMissing
 	}
 	hash := HashToken(refreshToken)
-	old, err := s.store.Refresh(hash)
+	old, err := s.store.Refresh(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +397,7 @@ func (s *Service) Refresh(refreshToken string, meta ClientMeta) (*Issued, error)
 		if !now.Before(old.ExpiresAt) {
 			return nil, ErrTokenExpired
 		}
-		u, err = s.store.User(old.UserID)
+		u, err = s.store.User(ctx, old.UserID)
 		if errors.Is(err, ErrUserNotFound) {
 			return nil, ErrTokenInvalid
 		}
@@ -417,7 +418,7 @@ func (s *Service) Refresh(refreshToken string, meta ClientMeta) (*Issued, error)
 	if r, out.RefreshToken, err = s.newRefresh(u.ID, old.Family, now); err != nil {
 		return nil, err
 	}
-	if err := s.store.RotateRefresh(hash, out.Session, r); err != nil {
+	if err := s.store.RotateRefresh(ctx, hash, out.Session, r); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -425,10 +426,10 @@ func (s *Service) Refresh(refreshToken string, meta ClientMeta) (*Issued, error)
 
 // Health reports whether the store answers and can be trusted to write
 // (see Store.Health).
-func (s *Service) Health() error {
-	if err := s.store.Health(); err != nil {
+func (s *Service) Health(ctx context.Context) error {
+	if err := s.store.Health(ctx); err != nil {
 		return err
 	}
-	_, err := s.store.CountUsers()
+	_, err := s.store.CountUsers(ctx)
 	return err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,17 +12,14 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/internal/testkit"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
-// newService returns rules over a real bbolt file and a movable clock.
-func newService(t *testing.T, cost int) (*auth.Service, *store.DB, *testkit.Clock) {
+// newService returns rules over a real store (see storetest.OpenForTest)
+// and a movable clock.
+func newService(t *testing.T, cost int) (*auth.Service, storetest.Backend, *testkit.Clock) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(t)
 	clk := testkit.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC))
 	svc, err := auth.New(db, auth.Config{BcryptCost: cost, Now: clk.Now})
 	if err != nil {
@@ -59,7 +55,7 @@ func TestLogin(t *testing.T) {
 	mustCreate(t, svc, auth.NewUser{Login: "long", Password: long})
 	mustCreate(t, svc, auth.NewUser{Login: "clientonly", APIs: []auth.API{auth.APIClient}})
 	off := mustCreate(t, svc, auth.NewUser{Login: "off"})
-	if _, err := svc.SetDisabled(auth.Root, off.ID, true); err != nil {
+	if _, err := svc.SetDisabled(t.Context(), auth.Root, off.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	past := clk.Now().Add(-time.Hour)
@@ -96,7 +92,7 @@ func TestLogin(t *testing.T) {
 			if err != nil || len(raw) < 32 {
 				t.Fatalf("token %q is not 256 random bits", got.Token)
 			}
-			stored, err := db.Session(got.Session.ID)
+			stored, err := db.Session(t.Context(), got.Session.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,7 +178,7 @@ func TestCreateUserValidation(t *testing.T) {
 			wantField(t, err, tt.field, tt.code)
 		})
 	}
-	n, err := svc.Users()
+	n, err := svc.Users(t.Context())
 	if err != nil || len(n) != 1 {
 		t.Fatalf("users after refused creations = %d, %v; want 1", len(n), err)
 	}
@@ -218,13 +214,13 @@ func TestSessionLimitAndReplace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("replace: %v", err)
 	}
-	if _, _, err := svc.Authenticate(first.Token, auth.APIClient, ""); !errors.Is(err, auth.ErrTokenInvalid) {
+	if _, _, err := svc.Authenticate(t.Context(), first.Token, auth.APIClient, ""); !errors.Is(err, auth.ErrTokenInvalid) {
 		t.Fatalf("replaced token: %v, want ErrTokenInvalid", err)
 	}
-	if _, _, err := svc.Authenticate(got.Token, auth.APIClient, ""); err != nil {
+	if _, _, err := svc.Authenticate(t.Context(), got.Token, auth.APIClient, ""); err != nil {
 		t.Fatalf("new token: %v", err)
 	}
-	list, err := svc.ClientSessions(u.ID)
+	list, err := svc.ClientSessions(t.Context(), u.ID)
 	if err != nil || len(list) != 2 {
 		t.Fatalf("client sessions = %d, %v; want 2", len(list), err)
 	}
@@ -245,7 +241,7 @@ func TestTokenLifetimes(t *testing.T) {
 
 	check := func(tok string, api auth.API, want error) {
 		t.Helper()
-		if _, _, err := svc.Authenticate(tok, api, ""); !errors.Is(err, want) {
+		if _, _, err := svc.Authenticate(t.Context(), tok, api, ""); !errors.Is(err, want) {
 			t.Fatalf("%s token at %s: %v, want %v", api, clk.Now(), err, want)
 		}
 	}
@@ -268,15 +264,15 @@ func TestTokenLifetimes(t *testing.T) {
 	check(client, auth.APIClient, nil)
 
 	// Activity is written at most once a minute per session.
-	sess, _, err := svc.Authenticate(client, auth.APIClient, "")
+	sess, _, err := svc.Authenticate(t.Context(), client, auth.APIClient, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(30 * time.Second)
-	if _, _, err := svc.Authenticate(client, auth.APIClient, ""); err != nil {
+	if _, _, err := svc.Authenticate(t.Context(), client, auth.APIClient, ""); err != nil {
 		t.Fatal(err)
 	}
-	stored, err := db.Session(sess.ID)
+	stored, err := db.Session(t.Context(), sess.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,10 +280,10 @@ func TestTokenLifetimes(t *testing.T) {
 		t.Fatalf("last seen written after 30 s: %s, want %s", stored.LastSeen, sess.LastSeen)
 	}
 	clk.Advance(31 * time.Second)
-	if _, _, err := svc.Authenticate(client, auth.APIClient, ""); err != nil {
+	if _, _, err := svc.Authenticate(t.Context(), client, auth.APIClient, ""); err != nil {
 		t.Fatal(err)
 	}
-	if stored, _ = db.Session(sess.ID); !stored.LastSeen.Equal(clk.Now()) {
+	if stored, _ = db.Session(t.Context(), sess.ID); !stored.LastSeen.Equal(clk.Now()) {
 		t.Fatalf("last seen after 61 s = %s, want %s", stored.LastSeen, clk.Now())
 	}
 }
@@ -300,8 +296,8 @@ func TestAccountChangesEndSessions(t *testing.T) {
 		change func(id int64) error
 	}{
 		{"SetPassword", func(id int64) error { _, err := svc.SetPassword(ctx, auth.Root, id, "new-password"); return err }},
-		{"Disable", func(id int64) error { _, err := svc.SetDisabled(auth.Root, id, true); return err }},
-		{"Delete", func(id int64) error { return svc.DeleteUser(auth.Root, id) }},
+		{"Disable", func(id int64) error { _, err := svc.SetDisabled(t.Context(), auth.Root, id, true); return err }},
+		{"Delete", func(id int64) error { return svc.DeleteUser(t.Context(), auth.Root, id) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			u := mustCreate(t, svc, auth.NewUser{Login: "victim-" + tt.name})
@@ -317,7 +313,7 @@ func TestAccountChangesEndSessions(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, tok := range toks {
-				if _, _, err := svc.Authenticate(tok, "", ""); !errors.Is(err, auth.ErrTokenInvalid) {
+				if _, _, err := svc.Authenticate(t.Context(), tok, "", ""); !errors.Is(err, auth.ErrTokenInvalid) {
 					t.Fatalf("token after %s: %v, want ErrTokenInvalid", tt.name, err)
 				}
 			}
@@ -336,31 +332,31 @@ func TestRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := svc.Refresh(first.RefreshToken, auth.ClientMeta{})
+	second, err := svc.Refresh(t.Context(), first.RefreshToken, auth.ClientMeta{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{first.Token, second.Token, other.Token} {
-		if _, _, err := svc.Authenticate(tok, auth.APIIntegration, ""); err != nil {
+		if _, _, err := svc.Authenticate(t.Context(), tok, auth.APIIntegration, ""); err != nil {
 			t.Fatalf("before reuse: %v", err)
 		}
 	}
-	if _, err := svc.Refresh(first.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrRefreshReused) {
+	if _, err := svc.Refresh(t.Context(), first.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrRefreshReused) {
 		t.Fatalf("reuse: %v, want ErrRefreshReused", err)
 	}
 	for _, tok := range []string{first.Token, second.Token} {
-		if _, _, err := svc.Authenticate(tok, auth.APIIntegration, ""); !errors.Is(err, auth.ErrTokenInvalid) {
+		if _, _, err := svc.Authenticate(t.Context(), tok, auth.APIIntegration, ""); !errors.Is(err, auth.ErrTokenInvalid) {
 			t.Fatalf("chain token after reuse: %v, want ErrTokenInvalid", err)
 		}
 	}
-	if _, err := svc.Refresh(second.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrTokenInvalid) {
+	if _, err := svc.Refresh(t.Context(), second.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrTokenInvalid) {
 		t.Fatalf("refresh of an ended chain: %v", err)
 	}
-	if _, _, err := svc.Authenticate(other.Token, auth.APIIntegration, ""); err != nil {
+	if _, _, err := svc.Authenticate(t.Context(), other.Token, auth.APIIntegration, ""); err != nil {
 		t.Fatalf("token of another chain: %v", err)
 	}
 	clk.Advance(auth.DefaultRefreshTTL)
-	if _, err := svc.Refresh(other.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrTokenExpired) {
+	if _, err := svc.Refresh(t.Context(), other.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrTokenExpired) {
 		t.Fatalf("refresh after 30 days: %v, want ErrTokenExpired", err)
 	}
 }
@@ -372,7 +368,7 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("first bootstrap: %v, %v", created, err)
 	}
-	u, err := svc.UserByLogin("admin")
+	u, err := svc.UserByLogin(t.Context(), "admin")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
@@ -333,7 +334,7 @@ func (w *Window) peek(key string, now int64) (Decision, *counter) {
 // UserFinder finds a user by login, case-insensitively, or returns
 // ErrUserNotFound.
 type UserFinder interface {
-	UserByLogin(login string) (*User, error)
+	UserByLogin(ctx context.Context, login string) (*User, error)
 }
 
 // ThrottleConfig tunes a Throttle; zero values take the defaults.
@@ -409,9 +410,9 @@ func (t *Throttle) SetUsers(u UserFinder) {
 // a keyed hash of its throttleKey, the form lookups find users by (so "Bob",
 // "bob" and "ｂｏｂ" share a counter whether or not bob exists), which also
 // keeps a 64 KiB login from costing 64 KiB.
-func (t *Throttle) loginKey(login string) string {
+func (t *Throttle) loginKey(ctx context.Context, login string) string {
 	if t.users != nil {
-		if u, err := t.users.UserByLogin(login); err == nil && u != nil {
+		if u, err := t.users.UserByLogin(ctx, login); err == nil && u != nil {
 			return "u" + strconv.FormatInt(u.ID, 10)
 		}
 	}
@@ -446,7 +447,7 @@ func throttleKey(login string) string {
 // against the login at once, so a burst of parallel guesses cannot slip
 // past the limit while their hashes run. The Decision describes the IP's
 // budget, or the login's when that is what refused.
-func (t *Throttle) Begin(ip, login string) (Decision, *Attempt) {
+func (t *Throttle) Begin(ctx context.Context, ip, login string) (Decision, *Attempt) {
 	ipKey := ThrottleKey(ip)
 	// A client already over its limit costs no lookup.
 	if d, _ := t.ip.take(ipKey, ipKey, ip, false); !d.Allowed {
@@ -454,7 +455,7 @@ func (t *Throttle) Begin(ip, login string) (Decision, *Attempt) {
 	}
 	var key string
 	if login != "" {
-		key = t.loginKey(login)
+		key = t.loginKey(ctx, login)
 		if d, _ := t.login.take(key, login, ip, false); !d.Allowed {
 			return d, nil
 		}

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -24,33 +25,33 @@ func TestThrottlePerIP(t *testing.T) {
 		if i == 0 {
 			first = clk.Now()
 		}
-		d, att := th.Begin("192.0.2.1", fmt.Sprintf("user%d", i))
+		d, att := th.Begin(t.Context(), "192.0.2.1", fmt.Sprintf("user%d", i))
 		if !d.Allowed || d.Limit != 10 || d.Remaining != 9-i {
 			t.Fatalf("request %d: %+v", i+1, d)
 		}
 		att.Succeeded() // successes count per IP all the same
 		clk.Advance(time.Second)
 	}
-	d, _ := th.Begin("192.0.2.1", "someone")
+	d, _ := th.Begin(t.Context(), "192.0.2.1", "someone")
 	if d.Allowed {
 		t.Fatal("11th request from one IP allowed")
 	}
 	if want := first.Add(auth.DefaultWindow); !d.Reset.Equal(want) || d.RetryAfter(clk.Now()) != 590 {
 		t.Fatalf("reset %s retry %d; want %s and 590 s", d.Reset, d.RetryAfter(clk.Now()), want)
 	}
-	if d, _ := th.Begin("192.0.2.2", "someone"); !d.Allowed {
+	if d, _ := th.Begin(t.Context(), "192.0.2.2", "someone"); !d.Allowed {
 		t.Fatal("another IP was refused")
 	}
 	// The window frees exactly when the first request leaves it.
 	clk.Set(first.Add(auth.DefaultWindow - time.Nanosecond))
-	if d, _ := th.Begin("192.0.2.1", "x"); d.Allowed {
+	if d, _ := th.Begin(t.Context(), "192.0.2.1", "x"); d.Allowed {
 		t.Fatal("allowed before the window freed")
 	}
 	clk.Set(first.Add(auth.DefaultWindow))
-	if d, _ := th.Begin("192.0.2.1", "x"); !d.Allowed {
+	if d, _ := th.Begin(t.Context(), "192.0.2.1", "x"); !d.Allowed {
 		t.Fatal("refused after the window freed")
 	}
-	if d, _ := th.Begin("192.0.2.1", "x"); d.Allowed {
+	if d, _ := th.Begin(t.Context(), "192.0.2.1", "x"); d.Allowed {
 		t.Fatal("second slot freed early: the second request left only a second later")
 	}
 }
@@ -59,7 +60,7 @@ func TestThrottlePerLogin(t *testing.T) {
 	th, clk := newThrottle(t)
 	// Successful logins never lock their user out.
 	for i := range 3 * auth.DefaultLoginLimit {
-		d, att := th.Begin(fmt.Sprintf("198.51.100.%d", i), "Alice")
+		d, att := th.Begin(t.Context(), fmt.Sprintf("198.51.100.%d", i), "Alice")
 		if !d.Allowed {
 			t.Fatalf("success %d refused", i+1)
 		}
@@ -67,20 +68,20 @@ func TestThrottlePerLogin(t *testing.T) {
 	}
 	// Ten failures from ten addresses lock the login, whatever its case.
 	for i := range auth.DefaultLoginLimit {
-		if d, _ := th.Begin(fmt.Sprintf("203.0.113.%d", i), "alice"); !d.Allowed {
+		if d, _ := th.Begin(t.Context(), fmt.Sprintf("203.0.113.%d", i), "alice"); !d.Allowed {
 			t.Fatalf("failure %d refused", i+1)
 		}
 	}
 	clk.Advance(time.Minute)
-	d, _ := th.Begin("203.0.113.200", "ALICE")
+	d, _ := th.Begin(t.Context(), "203.0.113.200", "ALICE")
 	if d.Allowed || d.Remaining != 0 || d.RetryAfter(clk.Now()) != 540 {
 		t.Fatalf("11th failure: %+v, retry %d", d, d.RetryAfter(clk.Now()))
 	}
-	if d, _ := th.Begin("203.0.113.200", "bob"); !d.Allowed {
+	if d, _ := th.Begin(t.Context(), "203.0.113.200", "bob"); !d.Allowed {
 		t.Fatal("another login was refused")
 	}
 	clk.Advance(9 * time.Minute)
-	if d, _ := th.Begin("203.0.113.201", "alice"); !d.Allowed {
+	if d, _ := th.Begin(t.Context(), "203.0.113.201", "alice"); !d.Allowed {
 		t.Fatal("lock outlived its window")
 	}
 }
@@ -94,7 +95,7 @@ func TestThrottleParallelBurst(t *testing.T) {
 	admitted := 0
 	for i := range 200 {
 		wg.Go(func() {
-			if d, _ := th.Begin(fmt.Sprintf("10.0.%d.%d", i/250, i%250), "target"); d.Allowed {
+			if d, _ := th.Begin(t.Context(), fmt.Sprintf("10.0.%d.%d", i/250, i%250), "target"); d.Allowed {
 				mu.Lock()
 				admitted++
 				mu.Unlock()
@@ -162,14 +163,14 @@ func TestThrottleKey(t *testing.T) {
 func TestThrottleIPv6Prefix(t *testing.T) {
 	th, _ := newThrottle(t)
 	for i := range auth.DefaultIPLimit {
-		if d, _ := th.Begin(fmt.Sprintf("2001:db8:5:6::%x", i+1), ""); !d.Allowed {
+		if d, _ := th.Begin(t.Context(), fmt.Sprintf("2001:db8:5:6::%x", i+1), ""); !d.Allowed {
 			t.Fatalf("request %d refused", i+1)
 		}
 	}
-	if d, _ := th.Begin("2001:db8:5:6:ffff::1", ""); d.Allowed {
+	if d, _ := th.Begin(t.Context(), "2001:db8:5:6:ffff::1", ""); d.Allowed {
 		t.Fatal("a new address in the same /64 got a fresh budget")
 	}
-	if d, _ := th.Begin("2001:db8:5:7::1", ""); !d.Allowed {
+	if d, _ := th.Begin(t.Context(), "2001:db8:5:7::1", ""); !d.Allowed {
 		t.Fatal("the next /64 was refused")
 	}
 }
@@ -177,7 +178,7 @@ func TestThrottleIPv6Prefix(t *testing.T) {
 // users is a UserFinder over a fixed set of logins.
 type users map[string]int64
 
-func (u users) UserByLogin(login string) (*auth.User, error) {
+func (u users) UserByLogin(_ context.Context, login string) (*auth.User, error) {
 	if id, ok := u[strings.ToLower(login)]; ok {
 		return &auth.User{ID: id, Login: login}, nil
 	}
@@ -191,7 +192,7 @@ func TestThrottleLockSurvivesFlood(t *testing.T) {
 	th := auth.NewThrottle(auth.ThrottleConfig{IPLimit: 1000, MaxCounters: 100_000, Users: users{"alice": 1}, Now: clk.Now})
 	lock := func(login string) {
 		for i := range auth.DefaultLoginLimit {
-			if d, _ := th.Begin("192.0.2.1", login); !d.Allowed {
+			if d, _ := th.Begin(t.Context(), "192.0.2.1", login); !d.Allowed {
 				t.Fatalf("%s: failure %d refused", login, i+1)
 			}
 		}
@@ -199,12 +200,12 @@ func TestThrottleLockSurvivesFlood(t *testing.T) {
 	lock("alice")
 	lock("nobody")
 	for i := range 50_000 {
-		if d, _ := th.Begin(fmt.Sprintf("10.%d.%d.1", i/250%250, i%250), fmt.Sprintf("junk-%d", i)); !d.Allowed {
+		if d, _ := th.Begin(t.Context(), fmt.Sprintf("10.%d.%d.1", i/250%250, i%250), fmt.Sprintf("junk-%d", i)); !d.Allowed {
 			t.Fatalf("junk %d refused: %+v", i, d)
 		}
 	}
 	for _, login := range []string{"alice", "ALICE", "nobody", "NoBody"} {
-		d, _ := th.Begin("192.0.2.200", login)
+		d, _ := th.Begin(t.Context(), "192.0.2.200", login)
 		if d.Allowed || d.Kind != "login" || !d.Reset.Equal(clk.Now().Add(auth.DefaultWindow)) {
 			t.Errorf("%s after the flood: %+v", login, d)
 		}
@@ -216,10 +217,10 @@ func TestThrottleLockSurvivesFlood(t *testing.T) {
 func TestThrottleRefusalRuns(t *testing.T) {
 	th, clk := newThrottle(t)
 	for range auth.DefaultIPLimit {
-		th.Begin("192.0.2.1", "")
+		th.Begin(t.Context(), "192.0.2.1", "")
 	}
 	for i := range 5 {
-		d, _ := th.Begin("192.0.2.1", "someone")
+		d, _ := th.Begin(t.Context(), "192.0.2.1", "someone")
 		if d.Allowed || d.Kind != "ip" || d.First != (i == 0) {
 			t.Fatalf("refusal %d: %+v", i+1, d)
 		}
@@ -228,7 +229,7 @@ func TestThrottleRefusalRuns(t *testing.T) {
 		t.Fatalf("runs ended while the lock holds: %+v", r)
 	}
 	clk.Advance(auth.DefaultWindow)
-	th.Begin("192.0.2.2", "")
+	th.Begin(t.Context(), "192.0.2.2", "")
 	r := th.Ended()
 	if len(r) != 1 || r[0].Kind != "ip" || r[0].Label != "192.0.2.1" || r[0].Count != 5 {
 		t.Fatalf("ended runs: %+v", r)
@@ -242,14 +243,16 @@ type auditLog struct {
 	max     int
 }
 
-func (l *auditLog) AppendAudit(e []auth.AuditEntry, maxEntries int, _ time.Duration, _ time.Time) error {
+func (l *auditLog) AppendAudit(_ context.Context, e []auth.AuditEntry, maxEntries int, _ time.Duration, _ time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.entries, l.max = append(l.entries, e...), maxEntries
 	return nil
 }
 
-func (l *auditLog) Audit(auth.AuditFilter) ([]auth.AuditEntry, error) { return nil, nil }
+func (l *auditLog) Audit(context.Context, auth.AuditFilter) ([]auth.AuditEntry, error) {
+	return nil, nil
+}
 
 // Entries about throttling have a budget of their own on top of the
 // trail's bound, so they never push checked attempts out.

@@ -72,7 +72,7 @@ func (s *Service) CreateUser(ctx context.Context, actor Actor, n NewUser) (*User
 	// Outside the store's transaction, which still refuses an exact
 	// duplicate: two admins creating look-alikes of each other at the same
 	// moment is not a risk worth a second index.
-	users, err := s.store.Users()
+	users, err := s.store.Users(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (s *Service) CreateUser(ctx context.Context, actor Actor, n NewUser) (*User
 		CameraGroups:      n.CameraGroups, SubnetGroups: n.SubnetGroups,
 		CreatedAt: now, UpdatedAt: now,
 	}
-	if err := s.store.CreateUser(u); err != nil {
+	if err := s.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, ErrLoginTaken) {
 			v.Add("login", "unique", "")
 			return nil, &v
@@ -108,7 +108,7 @@ func (s *Service) CreateUser(ctx context.Context, actor Actor, n NewUser) (*User
 // Bootstrap creates the first administrator, with every API and every
 // permission, if the store holds no user at all. It reports whether it did.
 func (s *Service) Bootstrap(ctx context.Context, login, password string) (bool, error) {
-	n, err := s.store.CountUsers()
+	n, err := s.store.CountUsers(ctx)
 	if err != nil || n > 0 {
 		return false, err
 	}
@@ -120,20 +120,22 @@ func (s *Service) Bootstrap(ctx context.Context, login, password string) (bool, 
 }
 
 // User returns a user by id, or ErrUserNotFound.
-func (s *Service) User(id int64) (*User, error) { return s.store.User(id) }
+func (s *Service) User(ctx context.Context, id int64) (*User, error) { return s.store.User(ctx, id) }
 
 // UserByLogin returns a user by login, or ErrUserNotFound.
-func (s *Service) UserByLogin(login string) (*User, error) { return s.findLogin(login) }
+func (s *Service) UserByLogin(ctx context.Context, login string) (*User, error) {
+	return s.findLogin(ctx, login)
+}
 
 // Users returns every user, ordered by id.
-func (s *Service) Users() ([]*User, error) { return s.store.Users() }
+func (s *Service) Users(ctx context.Context) ([]*User, error) { return s.store.Users(ctx) }
 
 // SetPassword replaces a user's password on behalf of actor and ends all
 // their sessions and tokens, so whoever knew the old one is locked out at
 // once. ErrForbidden (ErrOwnPassword for the actor's own account),
 // ErrUserNotFound or *ValidationError.
 func (s *Service) SetPassword(ctx context.Context, actor Actor, id int64, password string) (*User, error) {
-	if err := s.authorize(id, actor.maySetPassword); err != nil {
+	if err := s.authorize(ctx, id, actor.maySetPassword); err != nil {
 		return nil, err
 	}
 	var v ValidationError
@@ -145,7 +147,7 @@ func (s *Service) SetPassword(ctx context.Context, actor Actor, id int64, passwo
 	if err != nil {
 		return nil, err
 	}
-	return s.update(id, func(u *User) (bool, error) {
+	return s.update(ctx, id, func(u *User) (bool, error) {
 		if err := actor.maySetPassword(u); err != nil {
 			return false, err
 		}
@@ -157,8 +159,8 @@ func (s *Service) SetPassword(ctx context.Context, actor Actor, id int64, passwo
 
 // SetDisabled disables or enables an account on behalf of actor;
 // disabling ends its sessions.
-func (s *Service) SetDisabled(actor Actor, id int64, disabled bool) (*User, error) {
-	return s.update(id, func(u *User) (bool, error) {
+func (s *Service) SetDisabled(ctx context.Context, actor Actor, id int64, disabled bool) (*User, error) {
+	return s.update(ctx, id, func(u *User) (bool, error) {
 		if err := actor.mayUpdate(u, UserPatch{Disabled: &disabled}); err != nil {
 			return false, err
 		}
@@ -169,13 +171,13 @@ func (s *Service) SetDisabled(actor Actor, id int64, disabled bool) (*User, erro
 }
 
 // Grant adds catalog permissions to a user on behalf of actor.
-func (s *Service) Grant(actor Actor, id int64, names []string) (*User, error) {
+func (s *Service) Grant(ctx context.Context, actor Actor, id int64, names []string) (*User, error) {
 	var v ValidationError
 	checkPermissions(&v, names)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	return s.update(id, func(u *User) (bool, error) {
+	return s.update(ctx, id, func(u *User) (bool, error) {
 		perms := sortedPermissions(append(slices.Clone(u.Permissions), names...))
 		if err := actor.mayUpdate(u, UserPatch{Permissions: &perms}); err != nil {
 			return false, err
@@ -187,8 +189,8 @@ func (s *Service) Grant(actor Actor, id int64, names []string) (*User, error) {
 }
 
 // Revoke removes permissions from a user on behalf of actor.
-func (s *Service) Revoke(actor Actor, id int64, names []string) (*User, error) {
-	return s.update(id, func(u *User) (bool, error) {
+func (s *Service) Revoke(ctx context.Context, actor Actor, id int64, names []string) (*User, error) {
+	return s.update(ctx, id, func(u *User) (bool, error) {
 		perms := slices.DeleteFunc(slices.Clone(u.Permissions), func(p string) bool { return slices.Contains(names, p) })
 		if err := actor.mayUpdate(u, UserPatch{Permissions: &perms}); err != nil {
 			return false, err
@@ -201,19 +203,19 @@ func (s *Service) Revoke(actor Actor, id int64, names []string) (*User, error) {
 
 // DeleteUser removes a user with all their sessions and tokens, on behalf
 // of actor, who may not delete themselves. ErrForbidden or ErrUserNotFound.
-func (s *Service) DeleteUser(actor Actor, id int64) error {
+func (s *Service) DeleteUser(ctx context.Context, actor Actor, id int64) error {
 	// The check and the delete are two transactions: only a concurrent
 	// change by someone else (granting the target more) could slip
 	// between them, which the actor cannot cause.
-	if err := s.authorize(id, actor.mayDelete); err != nil {
+	if err := s.authorize(ctx, id, actor.mayDelete); err != nil {
 		return err
 	}
-	return s.store.DeleteUser(id)
+	return s.store.DeleteUser(ctx, id)
 }
 
 // authorize loads the user with id and applies check to them.
-func (s *Service) authorize(id int64, check func(target *User) error) error {
-	u, err := s.store.User(id)
+func (s *Service) authorize(ctx context.Context, id int64, check func(target *User) error) error {
+	u, err := s.store.User(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -301,16 +303,16 @@ type UserPatch struct {
 // so they can neither lock themselves out nor raise themselves).
 // Disabling ends the user's sessions and tokens. It returns ErrForbidden,
 // *ValidationError, ErrUserNotFound, or the stored user.
-func (s *Service) UpdateUser(actor Actor, id int64, p UserPatch) (*User, error) {
+func (s *Service) UpdateUser(ctx context.Context, actor Actor, id int64, p UserPatch) (*User, error) {
 	// Authorization comes before validation, as in Laravel: a caller who
 	// may not make a change learns nothing about their input.
-	if err := s.authorize(id, func(u *User) error { return actor.mayUpdate(u, p) }); err != nil {
+	if err := s.authorize(ctx, id, func(u *User) error { return actor.mayUpdate(u, p) }); err != nil {
 		return nil, err
 	}
 	if err := validatePatch(p); err != nil {
 		return nil, err
 	}
-	return s.update(id, func(u *User) (bool, error) {
+	return s.update(ctx, id, func(u *User) (bool, error) {
 		// Again in the transaction that writes, against the stored user.
 		if err := actor.mayUpdate(u, p); err != nil {
 			return false, err
@@ -378,32 +380,32 @@ func setIf[T any](dst *T, v *T) {
 
 // UserSessions returns every session of a user, all APIs, live or not,
 // if actor may see them: ErrForbidden, ErrUserNotFound.
-func (s *Service) UserSessions(actor Actor, id int64) ([]*Session, error) {
-	if err := s.authorize(id, actor.maySessions); err != nil {
+func (s *Service) UserSessions(ctx context.Context, actor Actor, id int64) ([]*Session, error) {
+	if err := s.authorize(ctx, id, actor.maySessions); err != nil {
 		return nil, err
 	}
-	return s.store.UserSessions(id)
+	return s.store.UserSessions(ctx, id)
 }
 
 // EndSession ends any session by id on behalf of actor, who must be
 // allowed to manage its user: ErrForbidden, ErrSessionNotFound.
-func (s *Service) EndSession(actor Actor, id string) error {
-	sess, err := s.store.Session(id)
+func (s *Service) EndSession(ctx context.Context, actor Actor, id string) error {
+	sess, err := s.store.Session(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := s.authorize(sess.UserID, actor.maySessions); errors.Is(err, ErrUserNotFound) {
+	if err := s.authorize(ctx, sess.UserID, actor.maySessions); errors.Is(err, ErrUserNotFound) {
 		return ErrSessionNotFound
 	} else if err != nil {
 		return err
 	}
-	return s.store.DeleteSession(id)
+	return s.store.DeleteSession(ctx, id)
 }
 
 // SearchUsers returns one page of users whose login or name contains
 // search (case-insensitively), ordered by id, and the number of matches.
-func (s *Service) SearchUsers(search string, page, perPage int) ([]*User, int, error) {
-	all, err := s.store.Users()
+func (s *Service) SearchUsers(ctx context.Context, search string, page, perPage int) ([]*User, int, error) {
+	all, err := s.store.Users(ctx)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -38,9 +38,9 @@ func auditCommand(ctx context.Context, env Env, args []string) error {
 		var entries []auth.AuditEntry
 		var err error
 		if l.audit != nil {
-			entries, err = l.audit.Query(f)
+			entries, err = l.audit.Query(ctx, f)
 		} else {
-			entries, err = l.db.Audit(f)
+			entries, err = l.db.Audit(ctx, f)
 		}
 		if err != nil {
 			return err

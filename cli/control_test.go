@@ -41,7 +41,7 @@ func TestControlSocketAllowList(t *testing.T) {
 		if rec, out := post("user", "add", "--login", "sock", "--data", "/nonexistent"); rec.Code != http.StatusOK || out.Code != 0 {
 			t.Fatalf("user add: HTTP %d, %+v", rec.Code, out)
 		}
-		if u, err := svc.UserByLogin("sock"); err != nil || u.Login != "sock" {
+		if u, err := svc.UserByLogin(t.Context(), "sock"); err != nil || u.Login != "sock" {
 			t.Fatalf("user add over the socket did not reach the open database: %v", err)
 		}
 		if rec, out := post("audit", "--data", "/nonexistent"); rec.Code != http.StatusOK || out.Code != 0 || !strings.HasPrefix(out.Stdout, "TIME") {

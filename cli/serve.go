@@ -137,7 +137,7 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 	// of every page takes longer on a large file than a start may, so it
 	// runs beside the start: it holds off every write until it has passed,
 	// /healthz answers 503 meanwhile, and a damaged file stops serve.
-	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery, CheckLater: true})
+	db, svc, err := openService(cfg.Data, acfg, store.Options{CheckLater: true})
 	if err != nil {
 		return nil, err
 	}
@@ -396,12 +396,6 @@ func goSafe(f *fatalStop, name string, fn, after func()) {
 	}()
 }
 
-// releaseEvery is how often serve gives back the pages of the database file
-// that token checks have mapped (see store.Options.ReleaseEvery): often
-// enough that the resident set stays near the process's own memory, rarely
-// enough that the faults to map them again cost nothing measurable.
-const releaseEvery = 10 * time.Second
-
 // Sweep timing: expired sessions are kept a week so their tokens answer
 // "expired" rather than "invalid", and the sweep runs hourly.
 const (
@@ -467,7 +461,7 @@ func bootstrapAdmin(ctx context.Context, db Backend, svc *auth.Service, dir stri
 		return err
 	}
 	if held {
-		if n, err := db.CountUsers(); err == nil && n == 0 {
+		if n, err := db.CountUsers(ctx); err == nil && n == 0 {
 			log.Warn("the database has no users left; add one with: vmsauth user add --login NAME --api admin --permissions all")
 		}
 		return nil

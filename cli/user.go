@@ -83,7 +83,7 @@ func userRun(ctx context.Context, env Env, svc *auth.Service, a userArgs) error 
 	stdin, stdout, stderr := env.Stdin, env.Stdout, env.Stderr
 
 	if sub == "list" {
-		users, err := svc.Users()
+		users, err := svc.Users(ctx)
 		if err != nil {
 			return err
 		}
@@ -102,7 +102,7 @@ func userRun(ctx context.Context, env Env, svc *auth.Service, a userArgs) error 
 		return addUser(ctx, svc, stdin, stdout, a.add)
 	}
 
-	u, err := svc.UserByLogin(login)
+	u, err := svc.UserByLogin(ctx, login)
 	if errors.Is(err, auth.ErrUserNotFound) {
 		return fmt.Errorf("no user with login %q", login)
 	}
@@ -126,12 +126,12 @@ func userRun(ctx context.Context, env Env, svc *auth.Service, a userArgs) error 
 		}
 		fmt.Fprintf(stdout, "Password of %s changed; their sessions were ended.\n", u.Login)
 	case "disable", "enable":
-		if _, err := svc.SetDisabled(auth.Root, u.ID, sub == "disable"); err != nil {
+		if _, err := svc.SetDisabled(ctx, auth.Root, u.ID, sub == "disable"); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s is %sd.\n", u.Login, sub)
 	case "delete":
-		if err := svc.DeleteUser(auth.Root, u.ID); err != nil {
+		if err := svc.DeleteUser(ctx, auth.Root, u.ID); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s deleted.\n", u.Login)
@@ -145,7 +145,7 @@ func userRun(ctx context.Context, env Env, svc *auth.Service, a userArgs) error 
 		if sub == "revoke" {
 			change = svc.Revoke
 		}
-		u, err := change(auth.Root, u.ID, names)
+		u, err := change(ctx, auth.Root, u.ID, names)
 		if err != nil {
 			return err
 		}

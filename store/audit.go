@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"strings"
@@ -17,7 +18,7 @@ var _ auth.AuditLog = (*DB)(nil)
 // AppendAudit adds entries to the trail and trims it to maxEntries and
 // maxAge, in one transaction. Keys are sequence numbers, so the oldest
 // entries come first in the bucket.
-func (db *DB) AppendAudit(entries []auth.AuditEntry, maxEntries int, maxAge time.Duration, now time.Time) error {
+func (db *DB) AppendAudit(_ context.Context, entries []auth.AuditEntry, maxEntries int, maxAge time.Duration, now time.Time) error {
 	return db.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
 		for _, e := range entries {
@@ -63,7 +64,7 @@ func trimAudit(b *bolt.Bucket, max int, cut time.Time) error {
 }
 
 // Audit returns the entries matching f, newest first.
-func (db *DB) Audit(f auth.AuditFilter) ([]auth.AuditEntry, error) {
+func (db *DB) Audit(_ context.Context, f auth.AuditFilter) ([]auth.AuditEntry, error) {
 	var out []auth.AuditEntry
 	login := strings.ToLower(f.Login)
 	err := db.view(func(tx *bolt.Tx) error {

@@ -8,6 +8,7 @@ package store
 //	go test -run '^$' -bench . -benchtime=3s ./store/
 
 import (
+	"context"
 	"crypto/rand"
 	"path/filepath"
 	"sync"
@@ -38,7 +39,7 @@ func dbWithUser(tb testing.TB, opts Options) (*DB, string, *auth.User) {
 	tb.Cleanup(func() { db.Close() })
 	now := time.Now()
 	u := &auth.User{Login: "bench", Name: "bench", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateUser(u); err != nil {
+	if err := db.CreateUser(tb.Context(), u); err != nil {
 		tb.Fatal(err)
 	}
 	return db, path, u
@@ -99,7 +100,9 @@ func BenchmarkCreateSession(b *testing.B) {
 				return createSession(tx, s, auth.CreateOptions{Now: s.CreatedAt}, db.touches, new([]auth.TokenHash))
 			})
 		}
-		batched := func(s *auth.Session) error { return db.CreateSession(s, auth.CreateOptions{Now: s.CreatedAt}) }
+		batched := func(s *auth.Session) error {
+			return db.CreateSession(context.Background(), s, auth.CreateOptions{Now: s.CreatedAt})
+		}
 		b.StopTimer()
 		base := parallel(b, writers, b.N, u.ID, oneByOne)
 		b.StartTimer()
@@ -123,7 +126,7 @@ func BenchmarkCreateSession(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := db.CreateSession(newBenchSession(u.ID), auth.CreateOptions{Now: s.CreatedAt}); err != nil {
+			if err := db.CreateSession(context.Background(), newBenchSession(u.ID), auth.CreateOptions{Now: s.CreatedAt}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -146,7 +149,7 @@ func createSessions(t testing.TB, db *DB, userID int64, n int) map[string]*auth.
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
 				s := newBenchSession(userID)
-				if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
+				if err := db.CreateSession(t.Context(), s, auth.CreateOptions{}); err != nil {
 					failure.Store(err)
 					return
 				}

@@ -9,6 +9,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // TestCheckCacheFollowsWrites checks a session (which caches it), changes
@@ -22,12 +23,12 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 		want func(t *testing.T, s *auth.Session, u *auth.User, err error)
 	}{
 		{"DeleteSession", func(t *testing.T, db *store.DB, _ *auth.User, s *auth.Session) {
-			if err := db.DeleteSession(s.ID); err != nil {
+			if err := db.DeleteSession(t.Context(), s.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},
 		{"TouchSession", func(t *testing.T, db *store.DB, _ *auth.User, s *auth.Session) {
-			if err := db.TouchSession(s.TokenHash, now.Add(time.Minute), now.Add(3*time.Hour), "198.51.100.9"); err != nil {
+			if err := db.TouchSession(t.Context(), s.TokenHash, now.Add(time.Minute), now.Add(3*time.Hour), "198.51.100.9"); err != nil {
 				t.Fatal(err)
 			}
 		}, func(t *testing.T, s *auth.Session, _ *auth.User, err error) {
@@ -36,7 +37,7 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}},
 		{"UpdateUser", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if _, err := db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.Disabled = true; return nil, nil }); err != nil {
+			if _, err := db.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.Disabled = true; return nil, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}, func(t *testing.T, _ *auth.Session, u *auth.User, err error) {
@@ -45,23 +46,23 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 			}
 		}},
 		{"UpdateUserEndingSessions", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if _, err := db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = "new"; return auth.AllAPIs, nil }); err != nil {
+			if _, err := db.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.PasswordHash = "new"; return auth.AllAPIs, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},
 		{"DeleteUser", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
-			if err := db.DeleteUser(u.ID); err != nil {
+			if err := db.DeleteUser(t.Context(), u.ID); err != nil {
 				t.Fatal(err)
 			}
 		}, gone},
 		{"CreateSessionReplacing", func(t *testing.T, db *store.DB, u *auth.User, s *auth.Session) {
-			createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now, Limit: 5, Replace: s.ID})
+			storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now, Limit: 5, Replace: s.ID})
 		}, gone},
 		{"CreateSessionDroppingExpired", func(t *testing.T, db *store.DB, u *auth.User, _ *auth.Session) {
 			// The first session expired at now+1h; a login two hours later
 			// deletes it while counting the limit.
 			later := now.Add(2 * time.Hour)
-			createSession(t, db, newSession(t, u.ID, auth.APIClient, later), auth.CreateOptions{Now: later, Limit: 5})
+			storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, later), auth.CreateOptions{Now: later, Limit: 5})
 		}, gone},
 		{"Sweep", func(t *testing.T, db *store.DB, _ *auth.User, _ *auth.Session) {
 			if n, err := db.Sweep(now.Add(48*time.Hour), time.Hour); err != nil || n != 1 {
@@ -71,29 +72,29 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := newDB(t)
-			u := createUser(t, db, "alice")
-			s := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
+			u := storetest.CreateUser(t, db, "alice")
+			s := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
 			for range 2 { // the second comes from the cache
-				if _, _, err := db.SessionByHash(s.TokenHash); err != nil {
+				if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil {
 					t.Fatal(err)
 				}
 			}
 			tc.write(t, db, u, s)
-			got, gotU, err := db.SessionByHash(s.TokenHash)
+			got, gotU, err := db.SessionByHash(t.Context(), s.TokenHash)
 			tc.want(t, got, gotU, err)
 		})
 	}
 
 	t.Run("RotateRefreshReused", func(t *testing.T) {
 		db := newDB(t)
-		u := createUser(t, db, "alice")
-		s, r := newFamily(t, db, u.ID)
-		if _, _, err := db.SessionByHash(s.TokenHash); err != nil {
+		u := storetest.CreateUser(t, db, "alice")
+		s, r := storetest.NewFamily(t, db, u.ID)
+		if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil {
 			t.Fatal(err)
 		}
 		next := func() error {
-			return db.RotateRefresh(r.Hash, newSession(t, 0, auth.APIIntegration, now),
-				&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+			return db.RotateRefresh(t.Context(), r.Hash, storetest.NewSession(t, 0, auth.APIIntegration, now),
+				&auth.Refresh{Hash: storetest.RandomHash(t), CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 		}
 		if err := next(); err != nil {
 			t.Fatal(err)
@@ -101,7 +102,7 @@ func TestCheckCacheFollowsWrites(t *testing.T) {
 		if err := next(); !errors.Is(err, auth.ErrRefreshReused) {
 			t.Fatalf("second use: %v", err)
 		}
-		_, _, err := db.SessionByHash(s.TokenHash)
+		_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 		gone(t, nil, nil, err)
 	})
 }
@@ -119,9 +120,9 @@ func gone(t *testing.T, s *auth.Session, _ *auth.User, err error) {
 // before the deletion go on filling the cache around it.
 func TestCheckCacheLogoutRace(t *testing.T) {
 	db := newDB(t)
-	u := createUser(t, db, "alice")
+	u := storetest.CreateUser(t, db, "alice")
 	for range 50 {
-		s := createSession(t, db, newSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
+		s := storetest.CreateSession(t, db, storetest.NewSession(t, u.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
 		var ended atomic.Bool
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
@@ -134,7 +135,7 @@ func TestCheckCacheLogoutRace(t *testing.T) {
 					default:
 					}
 					after := ended.Load()
-					_, _, err := db.SessionByHash(s.TokenHash)
+					_, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 					if after && err == nil {
 						t.Error("a check that started after the logout found the session")
 						return
@@ -143,7 +144,7 @@ func TestCheckCacheLogoutRace(t *testing.T) {
 			})
 		}
 		time.Sleep(time.Millisecond)
-		if err := db.DeleteSession(s.ID); err != nil {
+		if err := db.DeleteSession(t.Context(), s.ID); err != nil {
 			t.Fatal(err)
 		}
 		ended.Store(true)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -68,7 +69,7 @@ func (db *DB) Failure() error {
 }
 
 // Health is nil while the store can be trusted; see auth.Store.
-func (db *DB) Health() error {
+func (db *DB) Health(context.Context) error {
 	if err := db.Failure(); err != nil {
 		return err
 	}

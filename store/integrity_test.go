@@ -13,23 +13,8 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
-
-// withBolt changes a database behind the store's back, as damage would,
-// in a consistent bbolt transaction: only the store's own checks can tell.
-func withBolt(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
-	t.Helper()
-	b, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Update(fn); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestOpenRefusesMissingBuckets: a vmsauth file lacking a bucket of its
 // schema is damaged. Open, writable or not, refuses it naming the bucket
@@ -38,8 +23,8 @@ func withBolt(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
 func TestOpenRefusesMissingBuckets(t *testing.T) {
 	base := filepath.Join(t.TempDir(), "base.db")
 	db := openDB(t, base)
-	alice := createUser(t, db, "alice")
-	if err := db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{Now: now}); err != nil {
+	alice := storetest.CreateUser(t, db, "alice")
+	if err := db.CreateSession(t.Context(), storetest.NewSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{Now: now}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -74,14 +59,14 @@ func TestOpenRefusesMissingBuckets(t *testing.T) {
 				msg := err.Error()
 				switch bucket, _ := strings.CutPrefix(name, "Without_"); {
 				case name == "MetaWithoutSchema":
-					wantErr(t, err, store.ErrForeign)
+					storetest.WantErr(t, err, store.ErrForeign)
 				case name == "WithoutIndex":
-					wantErr(t, err, store.ErrDamaged)
+					storetest.WantErr(t, err, store.ErrDamaged)
 					if !strings.Contains(msg, "1 users but 0 logins") {
 						t.Errorf("error %q should say the indexes disagree", msg)
 					}
 				default:
-					wantErr(t, err, store.ErrDamaged)
+					storetest.WantErr(t, err, store.ErrDamaged)
 					if !strings.Contains(msg, "bucket "+bucket+" is missing") || !strings.Contains(msg, "restore a backup") {
 						t.Errorf("error %q should name bucket %s and say to restore a backup", msg, bucket)
 					}
@@ -99,7 +84,7 @@ func TestOpenRefusesMissingBuckets(t *testing.T) {
 func TestOpenWritesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.db")
 	db := openDB(t, path)
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 	db.Close()
 	before, _ := os.ReadFile(path)
 	for _, opts := range []store.Options{{ReadOnly: true}, {}, {CheckLater: true}} {
@@ -107,7 +92,7 @@ func TestOpenWritesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Users(); err != nil {
+		if _, err := db.Users(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.Check(); err != nil {
@@ -129,8 +114,8 @@ func TestHeldUsers(t *testing.T) {
 	if held, err := db.HeldUsers(); err != nil || held {
 		t.Fatalf("new file: held %v, %v", held, err)
 	}
-	alice := createUser(t, db, "alice")
-	if err := db.DeleteUser(alice.ID); err != nil {
+	alice := storetest.CreateUser(t, db, "alice")
+	if err := db.DeleteUser(t.Context(), alice.ID); err != nil {
 		t.Fatal(err)
 	}
 	if held, err := db.HeldUsers(); err != nil || !held {
@@ -144,23 +129,23 @@ func TestHeldUsers(t *testing.T) {
 func TestCheckLater(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.db")
 	db := openDB(t, path)
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 	db.Close()
 	db, err := store.Open(path, store.Options{CheckLater: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if err := db.Health(); !errors.Is(err, auth.ErrStoreChecking) {
+	if err := db.Health(t.Context()); !errors.Is(err, auth.ErrStoreChecking) {
 		t.Fatalf("health before the check: %v", err)
 	}
 	if err := <-db.CheckInBackground(); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Health(); err != nil {
+	if err := db.Health(t.Context()); err != nil {
 		t.Fatalf("health after the check: %v", err)
 	}
-	createUser(t, db, "bob")
+	storetest.CreateUser(t, db, "bob")
 }
 
 // TestDamageFoundWhileOpen: damage that appears under an open database
@@ -169,7 +154,7 @@ func TestCheckLater(t *testing.T) {
 func TestDamageFoundWhileOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.db")
 	db := openDB(t, path)
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -187,17 +172,17 @@ func TestDamageFoundWhileOpen(t *testing.T) {
 		t.Fatal("failed before anything read the damage")
 	default:
 	}
-	_, err = db.UserByLogin("bob")
-	wantErr(t, err, store.ErrDamaged)
+	_, err = db.UserByLogin(t.Context(), "bob")
+	storetest.WantErr(t, err, store.ErrDamaged)
 	select {
 	case <-db.Failed():
 	case <-time.After(time.Second):
 		t.Fatal("the database is not marked failed")
 	}
-	if err := db.Health(); !errors.Is(err, auth.ErrStoreDamaged) {
+	if err := db.Health(t.Context()); !errors.Is(err, auth.ErrStoreDamaged) {
 		t.Fatalf("health: %v", err)
 	}
-	if _, err := db.Users(); !errors.Is(err, store.ErrDamaged) {
+	if _, err := db.Users(t.Context()); !errors.Is(err, store.ErrDamaged) {
 		t.Fatalf("a second read: %v", err)
 	}
 }

@@ -60,7 +60,7 @@ func releaseDB(t *testing.T, opts Options, n int) (*DB, string, *auth.User, map[
 // never cached) and compares them with what was stored.
 func wantAll(t *testing.T, db *DB, userID int64, want map[string]*auth.Session) {
 	t.Helper()
-	got, err := db.UserSessions(userID)
+	got, err := db.UserSessions(t.Context(), userID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func wantAll(t *testing.T, db *DB, userID int64, want map[string]*auth.Session) 
 // gives it back when it ends; what is read afterwards is the same.
 func TestScansReleaseMappedPages(t *testing.T) {
 	const n = 3000
-	db, path, u, sessions := releaseDB(t, Options{}, n)
+	db, path, u, sessions := releaseDB(t, Options{ReleaseEvery: -1}, n)
 
 	wantAll(t, db, u.ID, sessions)
 	mapped := mappedKB(t, path)
@@ -138,7 +138,7 @@ func TestChecksRelease(t *testing.T) {
 	const n = 3000
 	db, path, u, sessions := releaseDB(t, Options{ReleaseEvery: time.Hour}, n)
 	for _, s := range sessions { // n checks, each a cache miss
-		if got, _, err := db.SessionByHash(s.TokenHash); err != nil || got.UserID != u.ID {
+		if got, _, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil || got.UserID != u.ID {
 			t.Fatalf("check: %+v %v", got, err)
 		}
 	}
@@ -155,7 +155,7 @@ func TestChecksRelease(t *testing.T) {
 	for range 2 * readRelease {
 		var h auth.TokenHash
 		h[0] = 0xff
-		if _, _, err := db.SessionByHash(h); err == nil {
+		if _, _, err := db.SessionByHash(t.Context(), h); err == nil {
 			t.Fatal("an unknown token was found")
 		}
 	}
@@ -189,13 +189,13 @@ func TestReleaseWhileRemapping(t *testing.T) {
 				default:
 				}
 				want := known[i%len(known)]
-				got, _, err := db.SessionByHash(want.TokenHash)
+				got, _, err := db.SessionByHash(t.Context(), want.TokenHash)
 				if err != nil || got.ID != want.ID || got.UserID != u.ID {
 					t.Errorf("check of %s during remaps: %+v %v", want.ID, got, err)
 					return
 				}
 				if i%50 == 0 {
-					if _, err := db.UserSessions(u.ID); err != nil {
+					if _, err := db.UserSessions(t.Context(), u.ID); err != nil {
 						t.Errorf("session list during remaps: %v", err)
 						return
 					}
@@ -223,7 +223,7 @@ func TestCloseDuringChecks(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for _, s := range sessions {
-				_, _, _ = db.SessionByHash(s.TokenHash)
+				_, _, _ = db.SessionByHash(t.Context(), s.TokenHash)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,7 +17,7 @@ import (
 // CreateSession stores s after the checks in opt; see auth.Store. It also
 // returns ErrUserNotFound if s.UserID names no user, so a session can never
 // outlive a concurrently deleted user.
-func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
+func (db *DB) CreateSession(_ context.Context, s *auth.Session, opt auth.CreateOptions) error {
 	// Logins that arrive together share one commit, and so one fsync,
 	// rather than queueing for one each: Batch runs their transactions as
 	// one. bbolt may run the function twice (when another function of the
@@ -55,15 +56,15 @@ func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending
 		if err != nil {
 			return err
 		}
-		if old.UserID != s.UserID || old.API != s.API {
-			return auth.ErrSessionNotFound
+		if err := auth.CheckReplace(old, s); err != nil {
+			return err
 		}
 		if err := deleteSession(tx, old); err != nil {
 			return err
 		}
 		*ended = append(*ended, old.TokenHash)
 	}
-	if opt.Limit > 0 {
+	if opt.CountsSessions() {
 		if err := checkLimit(tx, s, opt, pending, ended); err != nil {
 			return err
 		}
@@ -80,33 +81,25 @@ func createSession(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending
 	return nil
 }
 
-// checkLimit returns *SessionLimitError if the user already holds opt.Limit
-// live sessions of s's API. Returning it rolls the whole transaction back,
-// including a replaced session's deletion.
+// checkLimit applies auth.LimitSessions to the user's sessions, activity
+// not yet written included, and deletes the sessions it prunes. Its
+// *SessionLimitError rolls the whole transaction back, including a
+// replaced session's deletion.
 func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *touches, ended *[]auth.TokenHash) error {
 	sessions, err := userSessions(tx, s.UserID)
 	if err != nil {
 		return err
 	}
 	pending.applyInWrite(sessions...)
-	var live []*auth.Session
-	for _, old := range sessions {
-		switch {
-		case old.API != s.API:
-		case old.Live(opt.Now):
-			live = append(live, old)
-		case old.API == auth.APIClient:
-			// Expired client sessions are clutter. Those of the other APIs
-			// stay, so that their tokens are answered "expired", not
-			// "invalid".
-			if err := deleteSession(tx, old); err != nil {
-				return err
-			}
-			*ended = append(*ended, old.TokenHash)
-		}
+	prune, err := auth.LimitSessions(s, sessions, opt)
+	if err != nil {
+		return err
 	}
-	if len(live) >= opt.Limit {
-		return &auth.SessionLimitError{Limit: opt.Limit, Sessions: live}
+	for _, old := range prune {
+		if err := deleteSession(tx, old); err != nil {
+			return err
+		}
+		*ended = append(*ended, old.TokenHash)
 	}
 	return nil
 }
@@ -116,7 +109,7 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *t
 // lately come from memory (see sessionCache); others cost one state record
 // and the user, decoded only when it changed since a check last needed it.
 // Activity not yet written is put on top (see touches).
-func (db *DB) SessionByHash(h auth.TokenHash) (*auth.Session, *auth.User, error) {
+func (db *DB) SessionByHash(_ context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
 	for {
 		gen := db.touches.generation()
 		s, u, err := db.storedSession(h)
@@ -160,7 +153,7 @@ func (db *DB) storedSession(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 }
 
 // Session returns a session by public id, or ErrSessionNotFound.
-func (db *DB) Session(id string) (s *auth.Session, err error) {
+func (db *DB) Session(_ context.Context, id string) (s *auth.Session, err error) {
 	for {
 		gen := db.touches.generation()
 		err = db.view(func(tx *bolt.Tx) error {
@@ -174,7 +167,7 @@ func (db *DB) Session(id string) (s *auth.Session, err error) {
 }
 
 // UserSessions returns the user's sessions, live or not, oldest first.
-func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
+func (db *DB) UserSessions(_ context.Context, userID int64) (sessions []*auth.Session, err error) {
 	for {
 		gen := db.touches.generation()
 		err = db.view(func(tx *bolt.Tx) error {
@@ -187,11 +180,10 @@ func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
 	}
 }
 
-// DeleteSession ends a session by public id, or returns ErrSessionNotFound.
-// A session of a refresh chain (an integration session) ends with its whole
-// chain: every token and refresh token of its family. Otherwise the refresh
-// token issued with it would mint a new pair for another 30 days.
-func (db *DB) DeleteSession(id string) error {
+// DeleteSession ends what auth.SessionEnding names for the session with
+// the public id: the session alone, or its whole refresh chain; see
+// auth.Store. ErrSessionNotFound if there is none.
+func (db *DB) DeleteSession(_ context.Context, id string) error {
 	var (
 		h     auth.TokenHash
 		chain bool
@@ -202,11 +194,12 @@ func (db *DB) DeleteSession(id string) error {
 			return err
 		}
 		h = s.TokenHash
-		if s.Family == "" {
+		e := auth.SessionEnding(s)
+		if _, only := e.Only(); only {
 			return deleteSession(tx, s)
 		}
 		chain = true
-		return endTokens(tx, s.UserID, func(f string) bool { return f == s.Family })
+		return end(tx, s.UserID, e)
 	})
 	if chain {
 		// The chain's other sessions are not listed here.
@@ -218,7 +211,7 @@ func (db *DB) DeleteSession(id string) error {
 }
 
 // Refresh returns the refresh token with hash h, or ErrTokenInvalid.
-func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
+func (db *DB) Refresh(_ context.Context, h auth.TokenHash) (r *auth.Refresh, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		r, err = refresh(tx, h)
 		return err
@@ -226,10 +219,10 @@ func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
 	return r, err
 }
 
-// RotateRefresh marks old used and stores s and r in its place, or ends
-// old's family if it was used already; see auth.Store. It sets the user and
-// family of s and r from old.
-func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh) error {
+// RotateRefresh applies auth.RotateRefresh to the stored refresh token old:
+// it marks old used and stores s and r in its place, with old's user and
+// family, or ends old's family if it was used already; see auth.Store.
+func (db *DB) RotateRefresh(_ context.Context, old auth.TokenHash, s *auth.Session, r *auth.Refresh) error {
 	// A reuse ends a whole chain, whose sessions are not listed here.
 	defer db.sessions.reset()
 	reused := false
@@ -238,19 +231,15 @@ func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh
 		if err != nil {
 			return err
 		}
-		if o.Used {
-			// A used token presented again means it was stolen, or the
-			// client was: the deletion must commit, so the transaction
-			// succeeds and the caller gets ErrRefreshReused afterwards.
-			reused = true
-			return endTokens(tx, o.UserID, func(f string) bool { return f == o.Family })
+		var e auth.Ending
+		// A reuse's ending must commit, so the transaction succeeds and
+		// the caller gets ErrRefreshReused afterwards.
+		if e, reused = auth.RotateRefresh(o, s, r); reused {
+			return end(tx, o.UserID, e)
 		}
-		o.Used = true
 		if err := put(tx, bucketRefresh, old[:], o); err != nil {
 			return err
 		}
-		s.UserID, r.UserID = o.UserID, o.UserID
-		s.Family, r.Family = o.Family, o.Family
 		if err := putSession(tx, s); err != nil {
 			return err
 		}
@@ -372,10 +361,10 @@ func putRefresh(tx *bolt.Tx, r *auth.Refresh) error {
 	return tx.Bucket(bucketUserRefresh).Put(userKey(r.UserID, r.Hash[:]), nil)
 }
 
-// endAPIs deletes the user's sessions of the APIs, and their refresh
-// tokens if the integration API is one of them.
-func endAPIs(tx *bolt.Tx, userID int64, apis []auth.API) error {
-	if len(apis) == 0 {
+// end deletes what e ends of the user's sessions and refresh tokens (see
+// auth.Ending), and the user's refresh index entries whose token is gone.
+func end(tx *bolt.Tx, userID int64, e auth.Ending) error {
+	if e.IsZero() {
 		return nil
 	}
 	sessions, err := userSessions(tx, userID)
@@ -383,35 +372,14 @@ func endAPIs(tx *bolt.Tx, userID int64, apis []auth.API) error {
 		return err
 	}
 	for _, s := range sessions {
-		if slices.Contains(apis, s.API) {
+		if e.Ends(s) {
 			if err := deleteSession(tx, s); err != nil {
 				return err
 			}
 		}
 	}
-	if !slices.Contains(apis, auth.APIIntegration) {
+	if !e.EndsRefreshes() {
 		return nil
-	}
-	// Every refresh token has a family; client and admin sessions have
-	// none, and so are left alone.
-	return endTokens(tx, userID, func(f string) bool { return f != "" })
-}
-
-func anyFamily(string) bool { return true }
-
-// endTokens deletes the user's sessions and refresh tokens whose family
-// matches.
-func endTokens(tx *bolt.Tx, userID int64, match func(family string) bool) error {
-	sessions, err := userSessions(tx, userID)
-	if err != nil {
-		return err
-	}
-	for _, s := range sessions {
-		if match(s.Family) {
-			if err := deleteSession(tx, s); err != nil {
-				return err
-			}
-		}
 	}
 
 	// Collect first: deleting from a bucket while a cursor walks it skips
@@ -424,7 +392,7 @@ func endTokens(tx *bolt.Tx, userID int64, match func(family string) bool) error 
 		if err != nil {
 			return err
 		}
-		if r == nil || match(r.Family) {
+		if r == nil || e.EndsRefresh(r) {
 			ended = append(ended, bytes.Clone(k))
 		}
 	}

@@ -1,7 +1,9 @@
 // Package store keeps vmsauth's users, sessions and refresh tokens in one
 // bbolt file and implements auth.Store on it. It owns that file: nothing else
 // opens it or imports bbolt. It holds no rules; deciding who may log in and
-// for how long is auth's job.
+// for how long is auth's job, and the rules its transactions apply (the
+// session limit, what a logout or a user change ends) are auth's functions,
+// which it calls. store/storetest holds the behaviour it must keep.
 package store
 
 import (
@@ -74,11 +76,13 @@ type Options struct {
 	Timeout time.Duration
 	// ReadOnly opens the file without creating or changing it.
 	ReadOnly bool
-	// ReleaseEvery, when set, is how often the pages of the file that reads
-	// have mapped are given back (see release.go), so a long-running
-	// process's resident set does not grow with the file; with it, token
-	// checks that read the file also give them back every readRelease.
-	// Full scans and activity flushes give theirs back, whatever this is.
+	// ReleaseEvery is how often the pages of the file that reads have
+	// mapped are given back (see release.go), so a long-running process's
+	// resident set does not grow with the file; with it, token checks that
+	// read the file also give them back every readRelease. Zero takes
+	// DefaultReleaseEvery; a negative value never releases in the
+	// background. Full scans and activity flushes give theirs back,
+	// whatever this is.
 	ReleaseEvery time.Duration
 	// CheckLater leaves the walk of every page out of Open, for the caller
 	// to start with CheckInBackground right after: on a large file the
@@ -87,6 +91,12 @@ type Options struct {
 	// auth.ErrStoreChecking until the walk has passed.
 	CheckLater bool
 }
+
+// DefaultReleaseEvery is the page-release cadence of Options.ReleaseEvery:
+// often enough that the resident set stays near the process's own memory,
+// rarely enough that the faults to map the pages again cost nothing
+// measurable. It is the store's own concern, so no caller needs to know it.
+const DefaultReleaseEvery = 10 * time.Second
 
 // initialMmapSize is the map bbolt starts with. A modest map up front means
 // the map rarely has to grow, and growing it waits for every open read
@@ -100,7 +110,7 @@ type DB struct {
 	users    userCache
 	sessions sessionCache
 
-	release *releaser // nil without ReleaseEvery
+	release *releaser // nil with a negative ReleaseEvery
 	touches *touches
 	health  *health
 
@@ -108,6 +118,9 @@ type DB struct {
 	closeErr  error
 }
 
+// The store's methods take a context as auth.Store asks, and do not
+// consult it: a bbolt transaction is local and short, and one begun is
+// finished rather than left half-way for a caller that went away.
 var _ auth.Store = (*DB)(nil)
 
 // Open opens the database at path, creating it if it does not exist (its
@@ -120,6 +133,9 @@ var _ auth.Store = (*DB)(nil)
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Second
+	}
+	if opts.ReleaseEvery == 0 {
+		opts.ReleaseEvery = DefaultReleaseEvery
 	}
 	if err := checkFile(path, opts.Timeout, !opts.CheckLater); err != nil {
 		return nil, err

@@ -1,16 +1,14 @@
 package store_test
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,676 +16,8 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
-
-// now is the fixed clock of every test.
-var now = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-func openDB(t *testing.T, path string) *store.DB {
-	t.Helper()
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
-func newDB(t *testing.T) *store.DB {
-	t.Helper()
-	return openDB(t, filepath.Join(t.TempDir(), "auth.db"))
-}
-
-func createUser(t *testing.T, db *store.DB, login string) *auth.User {
-	t.Helper()
-	u := &auth.User{
-		Login:       login,
-		Name:        "Name of " + login,
-		APIs:        []auth.API{auth.APIClient, auth.APIIntegration},
-		Permissions: []string{"cameras.view"},
-		CreatedAt:   now,
-		UpdatedAt:   now,
-	}
-	if err := db.CreateUser(u); err != nil {
-		t.Fatalf("CreateUser(%q): %v", login, err)
-	}
-	return u
-}
-
-func randomID(t *testing.T) string {
-	t.Helper()
-	h := randomHash(t)
-	return hex.EncodeToString(h[:8])
-}
-
-func randomHash(t *testing.T) auth.TokenHash {
-	t.Helper()
-	var h auth.TokenHash
-	if _, err := rand.Read(h[:]); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// newSession is a session of the user created at created and valid for an
-// hour after it.
-func newSession(t *testing.T, userID int64, api auth.API, created time.Time) *auth.Session {
-	t.Helper()
-	h := randomHash(t)
-	return &auth.Session{
-		ID:         h.SessionID(),
-		TokenHash:  h,
-		UserID:     userID,
-		API:        api,
-		CreatedAt:  created,
-		LastSeen:   created,
-		ExpiresAt:  created.Add(time.Hour),
-		ClientMeta: auth.ClientMeta{IP: "192.0.2.1", UserAgent: "test", Client: "web"},
-	}
-}
-
-// checked is s as a token check returns it: without the device, which only
-// session lists show.
-func checked(s *auth.Session) *auth.Session {
-	c := *s
-	c.ClientMeta = auth.ClientMeta{IP: s.IP}
-	return &c
-}
-
-func createSession(t *testing.T, db *store.DB, s *auth.Session, opt auth.CreateOptions) *auth.Session {
-	t.Helper()
-	if err := db.CreateSession(s, opt); err != nil {
-		t.Fatalf("CreateSession: %v", err)
-	}
-	return s
-}
-
-// newFamily starts an integration refresh chain: a session with its
-// refresh token.
-func newFamily(t *testing.T, db *store.DB, userID int64) (*auth.Session, *auth.Refresh) {
-	t.Helper()
-	s := newSession(t, userID, auth.APIIntegration, now)
-	s.Family = randomID(t)
-	r := &auth.Refresh{Hash: randomHash(t), UserID: userID, Family: s.Family, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
-	createSession(t, db, s, auth.CreateOptions{Now: now, Refresh: r})
-	return s, r
-}
-
-func sessionIDs(t *testing.T, db *store.DB, userID int64) []string {
-	t.Helper()
-	sessions, err := db.UserSessions(userID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := []string{}
-	for _, s := range sessions {
-		ids = append(ids, s.ID)
-	}
-	return ids
-}
-
-func ids(sessions ...*auth.Session) []string {
-	ids := []string{}
-	for _, s := range sessions {
-		ids = append(ids, s.ID)
-	}
-	return ids
-}
-
-func wantSessions(t *testing.T, db *store.DB, userID int64, want ...*auth.Session) {
-	t.Helper()
-	if got := sessionIDs(t, db, userID); !reflect.DeepEqual(got, ids(want...)) {
-		t.Fatalf("sessions of user %d = %v, want %v", userID, got, ids(want...))
-	}
-}
-
-func wantErr(t *testing.T, err, want error) {
-	t.Helper()
-	if !errors.Is(err, want) {
-		t.Fatalf("err = %v, want %v", err, want)
-	}
-}
-
-func TestUsers(t *testing.T) {
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "Alice")
-		bob := createUser(t, db, "bob")
-		if alice.ID != 1 || bob.ID != 2 {
-			t.Fatalf("ids = %d, %d, want 1, 2", alice.ID, bob.ID)
-		}
-		got, err := db.User(alice.ID)
-		if err != nil || !reflect.DeepEqual(got, alice) {
-			t.Fatalf("User = %+v, %v, want %+v", got, err, alice)
-		}
-		got, err = db.UserByLogin("ALICE")
-		if err != nil || got.ID != alice.ID {
-			t.Fatalf("UserByLogin(ALICE) = %+v, %v", got, err)
-		}
-		users, err := db.Users()
-		if err != nil || len(users) != 2 || users[0].ID != 1 || users[1].ID != 2 {
-			t.Fatalf("Users = %+v, %v", users, err)
-		}
-		if n, err := db.CountUsers(); err != nil || n != 2 {
-			t.Fatalf("CountUsers = %d, %v", n, err)
-		}
-	})
-	t.Run("ErrLoginTaken", func(t *testing.T) {
-		db := newDB(t)
-		createUser(t, db, "Alice")
-		u := &auth.User{Login: "aLiCe"}
-		wantErr(t, db.CreateUser(u), auth.ErrLoginTaken)
-		if u.ID != 0 {
-			t.Errorf("refused user got id %d", u.ID)
-		}
-		if n, _ := db.CountUsers(); n != 1 {
-			t.Errorf("CountUsers = %d, want 1", n)
-		}
-	})
-	t.Run("ErrUserNotFound", func(t *testing.T) {
-		db := newDB(t)
-		_, err := db.User(1)
-		wantErr(t, err, auth.ErrUserNotFound)
-		_, err = db.UserByLogin("nobody")
-		wantErr(t, err, auth.ErrUserNotFound)
-		wantErr(t, db.DeleteUser(1), auth.ErrUserNotFound)
-		_, err = db.UpdateUser(1, func(*auth.User) ([]auth.API, error) { return nil, nil })
-		wantErr(t, err, auth.ErrUserNotFound)
-	})
-}
-
-func TestUpdateUser(t *testing.T) {
-	rename := func(login string) func(*auth.User) ([]auth.API, error) {
-		return func(u *auth.User) ([]auth.API, error) { u.Login = login; return nil, nil }
-	}
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		got, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
-			u.Name = "Alice Liddell"
-			u.ID = 42 // ignored: the id is the record's identity
-			return nil, nil
-		})
-		if err != nil || got.Name != "Alice Liddell" || got.ID != alice.ID {
-			t.Fatalf("UpdateUser = %+v, %v", got, err)
-		}
-		if stored, _ := db.User(alice.ID); !reflect.DeepEqual(stored, got) {
-			t.Fatalf("stored %+v, want %+v", stored, got)
-		}
-		if _, err := db.User(42); !errors.Is(err, auth.ErrUserNotFound) {
-			t.Fatalf("User(42): %v", err)
-		}
-	})
-	t.Run("LoginChange", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		if _, err := db.UpdateUser(alice.ID, rename("Alicia")); err != nil {
-			t.Fatal(err)
-		}
-		if u, err := db.UserByLogin("alicia"); err != nil || u.ID != alice.ID {
-			t.Fatalf("UserByLogin(alicia) = %+v, %v", u, err)
-		}
-		_, err := db.UserByLogin("alice")
-		wantErr(t, err, auth.ErrUserNotFound)
-		createUser(t, db, "alice") // the old login is free again
-	})
-	t.Run("LoginCaseChange", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		if _, err := db.UpdateUser(alice.ID, rename("ALICE")); err != nil {
-			t.Fatal(err)
-		}
-		if u, err := db.UserByLogin("alice"); err != nil || u.Login != "ALICE" {
-			t.Fatalf("UserByLogin(alice) = %+v, %v", u, err)
-		}
-	})
-	t.Run("ErrLoginTaken", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		createUser(t, db, "bob")
-		_, err := db.UpdateUser(alice.ID, rename("Bob"))
-		wantErr(t, err, auth.ErrLoginTaken)
-		if u, _ := db.User(alice.ID); u.Login != "alice" {
-			t.Fatalf("login = %q after a refused rename", u.Login)
-		}
-		if u, _ := db.UserByLogin("bob"); u.ID == alice.ID {
-			t.Fatal("bob's login now points at alice")
-		}
-	})
-	t.Run("FnError", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		boom := errors.New("boom")
-		_, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
-			u.Login = "changed"
-			return auth.AllAPIs, boom
-		})
-		wantErr(t, err, boom)
-		if u, _ := db.User(alice.ID); !reflect.DeepEqual(u, alice) {
-			t.Fatalf("user = %+v after fn failed, want %+v", u, alice)
-		}
-		wantSessions(t, db, alice.ID, s)
-	})
-	t.Run("EndSomeAPIs", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(time.Second)), auth.CreateOptions{})
-		integ, r := newFamily(t, db, alice.ID)
-		end := func(apis ...auth.API) {
-			t.Helper()
-			if _, err := db.UpdateUser(alice.ID, func(*auth.User) ([]auth.API, error) { return apis, nil }); err != nil {
-				t.Fatal(err)
-			}
-		}
-		end(auth.APIClient)
-		wantSessions(t, db, alice.ID, integ, admin)
-		if _, err := db.Refresh(r.Hash); err != nil {
-			t.Fatalf("ending client sessions ended a refresh token: %v", err)
-		}
-		end(auth.APIIntegration)
-		wantSessions(t, db, alice.ID, admin)
-		_, err := db.Refresh(r.Hash)
-		wantErr(t, err, auth.ErrTokenInvalid)
-	})
-	t.Run("EndSessions", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		bob := createUser(t, db, "bob")
-		createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		_, r := newFamily(t, db, alice.ID)
-		keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
-		if _, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
-			u.PasswordHash = "new"
-			return auth.AllAPIs, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		wantSessions(t, db, alice.ID)
-		_, err := db.Refresh(r.Hash)
-		wantErr(t, err, auth.ErrTokenInvalid)
-		wantSessions(t, db, bob.ID, keep)
-	})
-}
-
-func TestDeleteUser(t *testing.T) {
-	db := newDB(t)
-	alice := createUser(t, db, "alice")
-	bob := createUser(t, db, "bob")
-	s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-	is, r := newFamily(t, db, alice.ID)
-	keep := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), auth.CreateOptions{})
-
-	if err := db.DeleteUser(alice.ID); err != nil {
-		t.Fatal(err)
-	}
-	_, err := db.User(alice.ID)
-	wantErr(t, err, auth.ErrUserNotFound)
-	wantSessions(t, db, alice.ID)
-	for _, s := range []*auth.Session{s, is} {
-		_, _, err = db.SessionByHash(s.TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
-		_, err = db.Session(s.ID)
-		wantErr(t, err, auth.ErrSessionNotFound)
-	}
-	_, err = db.Refresh(r.Hash)
-	wantErr(t, err, auth.ErrTokenInvalid)
-	wantSessions(t, db, bob.ID, keep)
-	createUser(t, db, "ALICE") // the login is free again
-}
-
-func TestCreateSession(t *testing.T) {
-	limit := auth.CreateOptions{Now: now, Limit: 3}
-	// fill gives the user limit.Limit live client sessions, oldest first.
-	fill := func(t *testing.T, db *store.DB, userID int64) []*auth.Session {
-		t.Helper()
-		var sessions []*auth.Session
-		for i := range limit.Limit {
-			s := newSession(t, userID, auth.APIClient, now.Add(-time.Duration(limit.Limit-i)*time.Minute))
-			sessions = append(sessions, createSession(t, db, s, limit))
-		}
-		return sessions
-	}
-
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), limit)
-		got, err := db.Session(s.ID)
-		if err != nil || !reflect.DeepEqual(got, s) {
-			t.Fatalf("Session = %+v, %v, want %+v", got, err, s)
-		}
-	})
-	t.Run("ErrSessionLimit", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		full := fill(t, db, alice.ID)
-		err := db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), limit)
-		var limitErr *auth.SessionLimitError
-		if !errors.As(err, &limitErr) {
-			t.Fatalf("err = %v, want *SessionLimitError", err)
-		}
-		if limitErr.Limit != limit.Limit || !reflect.DeepEqual(ids(limitErr.Sessions...), ids(full...)) {
-			t.Fatalf("SessionLimitError = %d %v, want %d %v", limitErr.Limit, ids(limitErr.Sessions...), limit.Limit, ids(full...))
-		}
-		wantSessions(t, db, alice.ID, full...)
-	})
-	t.Run("OtherAPINotCounted", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		full := fill(t, db, alice.ID)
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now), limit)
-		wantSessions(t, db, alice.ID, append(full, s)...)
-	})
-	t.Run("Replace", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		full := fill(t, db, alice.ID)
-		opt := limit
-		opt.Replace = full[0].ID
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), opt)
-		wantSessions(t, db, alice.ID, full[1], full[2], s)
-		_, _, err := db.SessionByHash(full[0].TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
-	})
-	t.Run("ReplaceOfOtherUser", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		bob := createUser(t, db, "bob")
-		full := fill(t, db, alice.ID)
-		bobs := createSession(t, db, newSession(t, bob.ID, auth.APIClient, now), limit)
-		opt := limit
-		opt.Replace = bobs.ID
-		wantErr(t, db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
-		wantSessions(t, db, alice.ID, full...)
-		wantSessions(t, db, bob.ID, bobs)
-	})
-	t.Run("ReplaceOfOtherAPI", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		full := fill(t, db, alice.ID)
-		admin := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now), auth.CreateOptions{})
-		opt := limit
-		opt.Replace = admin.ID
-		wantErr(t, db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
-		wantSessions(t, db, alice.ID, append(full, admin)...)
-	})
-	t.Run("ReplaceMissing", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		opt := limit
-		opt.Replace = "nonesuch"
-		wantErr(t, db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt), auth.ErrSessionNotFound)
-		wantSessions(t, db, alice.ID)
-	})
-	t.Run("ReplaceUndoneAtLimit", func(t *testing.T) {
-		// With the limit lowered below the live count, replacing one session
-		// still leaves the user at the limit: nothing may change.
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		full := fill(t, db, alice.ID)
-		opt := limit
-		opt.Limit, opt.Replace = 2, full[0].ID
-		var limitErr *auth.SessionLimitError
-		if err := db.CreateSession(newSession(t, alice.ID, auth.APIClient, now), opt); !errors.As(err, &limitErr) {
-			t.Fatalf("err = %v, want *SessionLimitError", err)
-		}
-		wantSessions(t, db, alice.ID, full...)
-	})
-	t.Run("ExpiredClientSessionsRemoved", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		full := fill(t, db, alice.ID)
-		expiredIntegration := createSession(t, db, newSession(t, alice.ID, auth.APIIntegration, now.Add(-2*time.Hour)), auth.CreateOptions{})
-		later := limit
-		later.Now = now.Add(90 * time.Minute) // every session of fill has expired
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, later.Now), later)
-		wantSessions(t, db, alice.ID, expiredIntegration, s)
-		_, _, err := db.SessionByHash(full[0].TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
-	})
-	t.Run("ExpiredIntegrationSessionsKept", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		old := createSession(t, db, newSession(t, alice.ID, auth.APIIntegration, now.Add(-2*time.Hour)), auth.CreateOptions{})
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIIntegration, now), auth.CreateOptions{Now: now, Limit: 1})
-		wantSessions(t, db, alice.ID, old, s)
-	})
-	t.Run("ErrUserNotFound", func(t *testing.T) {
-		db := newDB(t)
-		wantErr(t, db.CreateSession(newSession(t, 7, auth.APIClient, now), limit), auth.ErrUserNotFound)
-	})
-	t.Run("Refresh", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		_, r := newFamily(t, db, alice.ID)
-		got, err := db.Refresh(r.Hash)
-		if err != nil || !reflect.DeepEqual(got, r) {
-			t.Fatalf("Refresh = %+v, %v, want %+v", got, err, r)
-		}
-	})
-}
-
-func TestCreateSessionRace(t *testing.T) {
-	db := newDB(t)
-	alice := createUser(t, db, "alice")
-	const limit, logins = 5, 50
-	opt := auth.CreateOptions{Now: now, Limit: limit}
-	sessions := make([]*auth.Session, logins)
-	for i := range sessions {
-		sessions[i] = newSession(t, alice.ID, auth.APIClient, now)
-	}
-	errs := make([]error, logins)
-	var wg sync.WaitGroup
-	for i := range logins {
-		wg.Go(func() { errs[i] = db.CreateSession(sessions[i], opt) })
-	}
-	wg.Wait()
-
-	ok := 0
-	for _, err := range errs {
-		var limitErr *auth.SessionLimitError
-		switch {
-		case err == nil:
-			ok++
-		case !errors.As(err, &limitErr):
-			t.Fatalf("CreateSession: %v", err)
-		}
-	}
-	if got := sessionIDs(t, db, alice.ID); ok != limit || len(got) != limit {
-		t.Fatalf("%d logins succeeded and %d sessions exist, want %d", ok, len(got), limit)
-	}
-}
-
-func TestSessionByHash(t *testing.T) {
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(-2*time.Hour)), auth.CreateOptions{})
-		gotS, gotU, err := db.SessionByHash(s.TokenHash)
-		if err != nil || !reflect.DeepEqual(gotS, checked(s)) || !reflect.DeepEqual(gotU, alice) {
-			t.Fatalf("SessionByHash = %+v, %+v, %v", gotS, gotU, err)
-		}
-	})
-	t.Run("UserChanges", func(t *testing.T) {
-		// Checks reuse decoded users: a change must show at the next check,
-		// and what one caller does to its copy must not reach the next.
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		_, u, err := db.SessionByHash(s.TokenHash)
-		if err != nil {
-			t.Fatal(err)
-		}
-		u.Permissions[0], u.APIs[0], u.Name = "mutated", "mutated", "mutated"
-		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, alice) {
-			t.Fatalf("a caller's change to its user reached the next check: %+v", again)
-		}
-		changed, err := db.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
-			u.Permissions = []string{"users.view"}
-			return nil, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, again, _ := db.SessionByHash(s.TokenHash); !reflect.DeepEqual(again, changed) {
-			t.Fatalf("check after a change = %+v, want %+v", again, changed)
-		}
-	})
-	t.Run("ErrSessionNotFound", func(t *testing.T) {
-		db := newDB(t)
-		_, _, err := db.SessionByHash(randomHash(t))
-		wantErr(t, err, auth.ErrSessionNotFound)
-	})
-}
-
-func TestUserSessionsOrder(t *testing.T) {
-	db := newDB(t)
-	alice := createUser(t, db, "alice")
-	newest := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Minute)), auth.CreateOptions{})
-	z, a := newSession(t, alice.ID, auth.APIClient, now), newSession(t, alice.ID, auth.APIClient, now)
-	if z.ID < a.ID { // created at the same time: ordered by id
-		z, a = a, z
-	}
-	createSession(t, db, z, auth.CreateOptions{})
-	createSession(t, db, a, auth.CreateOptions{})
-	oldest := createSession(t, db, newSession(t, alice.ID, auth.APIAdmin, now.Add(-time.Minute)), auth.CreateOptions{})
-	wantSessions(t, db, alice.ID, oldest, a, z, newest)
-}
-
-func TestDeleteSession(t *testing.T) {
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		keep := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Second)), auth.CreateOptions{})
-		if err := db.DeleteSession(s.ID); err != nil {
-			t.Fatal(err)
-		}
-		_, _, err := db.SessionByHash(s.TokenHash)
-		wantErr(t, err, auth.ErrSessionNotFound)
-		wantSessions(t, db, alice.ID, keep)
-	})
-	t.Run("ErrSessionNotFound", func(t *testing.T) {
-		db := newDB(t)
-		wantErr(t, db.DeleteSession("nonesuch"), auth.ErrSessionNotFound)
-	})
-	t.Run("Chain", func(t *testing.T) {
-		// An integration session ends with its family: the other sessions
-		// of the chain and its refresh tokens. Another family stays.
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s, r := newFamily(t, db, alice.ID)
-		sibling := newSession(t, alice.ID, auth.APIIntegration, now.Add(time.Second))
-		sibling.Family = s.Family
-		createSession(t, db, sibling, auth.CreateOptions{})
-		other, otherR := newFamily(t, db, alice.ID)
-		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(2*time.Second)), auth.CreateOptions{})
-		if err := db.DeleteSession(sibling.ID); err != nil {
-			t.Fatal(err)
-		}
-		wantSessions(t, db, alice.ID, other, client)
-		_, err := db.Refresh(r.Hash)
-		wantErr(t, err, auth.ErrTokenInvalid)
-		if _, err := db.Refresh(otherR.Hash); err != nil {
-			t.Fatalf("the other chain's refresh token: %v", err)
-		}
-	})
-}
-
-func TestTouchSession(t *testing.T) {
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
-		seen, expires := now.Add(time.Minute), now.Add(2*time.Hour)
-		if err := db.TouchSession(s.TokenHash, seen, expires, "198.51.100.7"); err != nil {
-			t.Fatal(err)
-		}
-		want := *s
-		want.LastSeen, want.ExpiresAt, want.IP = seen, expires, "198.51.100.7"
-		if got, err := db.Session(s.ID); err != nil || !reflect.DeepEqual(got, &want) {
-			t.Fatalf("Session = %+v, %v, want %+v", got, err, want)
-		}
-		if err := db.TouchSession(s.TokenHash, seen, expires, ""); err != nil {
-			t.Fatal(err)
-		}
-		if got, _, err := db.SessionByHash(s.TokenHash); err != nil || got.IP != "198.51.100.7" {
-			t.Fatalf("SessionByHash = %+v, %v; an empty ip must keep the old one", got, err)
-		}
-	})
-	t.Run("Missing", func(t *testing.T) {
-		db := newDB(t)
-		if err := db.TouchSession(randomHash(t), now, now, ""); err != nil {
-			t.Fatal(err)
-		}
-		_, err := db.Session("nonesuch")
-		wantErr(t, err, auth.ErrSessionNotFound)
-	})
-}
-
-func TestRotateRefresh(t *testing.T) {
-	// next is the session and refresh token a rotation issues; RotateRefresh
-	// fills in their user and family.
-	next := func(t *testing.T) (*auth.Session, *auth.Refresh) {
-		t.Helper()
-		return newSession(t, 0, auth.APIIntegration, now.Add(time.Minute)),
-			&auth.Refresh{Hash: randomHash(t), CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
-	}
-	t.Run("OK", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s1, r1 := newFamily(t, db, alice.ID)
-		s2, r2 := next(t)
-		if err := db.RotateRefresh(r1.Hash, s2, r2); err != nil {
-			t.Fatal(err)
-		}
-		if s2.UserID != alice.ID || r2.UserID != alice.ID || s2.Family != s1.Family || r2.Family != s1.Family {
-			t.Fatalf("rotated session %+v and token %+v do not take user and family from the old token", s2, r2)
-		}
-		if got, err := db.Refresh(r1.Hash); err != nil || !got.Used {
-			t.Fatalf("old token = %+v, %v; want it marked used", got, err)
-		}
-		if got, err := db.Refresh(r2.Hash); err != nil || !reflect.DeepEqual(got, r2) {
-			t.Fatalf("new token = %+v, %v, want %+v", got, err, r2)
-		}
-		wantSessions(t, db, alice.ID, s1, s2)
-	})
-	t.Run("ErrTokenInvalid", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s, r := next(t)
-		wantErr(t, db.RotateRefresh(randomHash(t), s, r), auth.ErrTokenInvalid)
-		wantSessions(t, db, alice.ID)
-	})
-	t.Run("ErrRefreshReused", func(t *testing.T) {
-		db := newDB(t)
-		alice := createUser(t, db, "alice")
-		s1, r1 := newFamily(t, db, alice.ID)
-		other, otherR := newFamily(t, db, alice.ID)
-		client := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now.Add(time.Second)), auth.CreateOptions{})
-		s2, r2 := next(t)
-		if err := db.RotateRefresh(r1.Hash, s2, r2); err != nil {
-			t.Fatal(err)
-		}
-		s3, r3 := next(t)
-		wantErr(t, db.RotateRefresh(r1.Hash, s3, r3), auth.ErrRefreshReused)
-
-		for _, s := range []*auth.Session{s1, s2, s3} {
-			_, _, err := db.SessionByHash(s.TokenHash)
-			wantErr(t, err, auth.ErrSessionNotFound)
-		}
-		for _, h := range []auth.TokenHash{r1.Hash, r2.Hash, r3.Hash} {
-			_, err := db.Refresh(h)
-			wantErr(t, err, auth.ErrTokenInvalid)
-		}
-		wantSessions(t, db, alice.ID, other, client)
-		if _, err := db.Refresh(otherR.Hash); err != nil {
-			t.Fatalf("the other family's token: %v", err)
-		}
-	})
-}
 
 func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.db")
@@ -695,17 +25,17 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := createUser(t, db, "alice")
-	s := createSession(t, db, newSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
+	alice := storetest.CreateUser(t, db, "alice")
+	s := storetest.CreateSession(t, db, storetest.NewSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{})
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	db = openDB(t, path)
-	if got, gotU, err := db.SessionByHash(s.TokenHash); err != nil || !reflect.DeepEqual(got, checked(s)) || !reflect.DeepEqual(gotU, alice) {
+	if got, gotU, err := db.SessionByHash(t.Context(), s.TokenHash); err != nil || !reflect.DeepEqual(got, storetest.Checked(s)) || !reflect.DeepEqual(gotU, alice) {
 		t.Fatalf("after reopening: %+v, %+v, %v", got, gotU, err)
 	}
-	if bob := createUser(t, db, "bob"); bob.ID != 2 {
+	if bob := storetest.CreateUser(t, db, "bob"); bob.ID != 2 {
 		t.Fatalf("id after reopening = %d, want 2", bob.ID)
 	}
 	if db.Path() != path {
@@ -719,7 +49,7 @@ func TestReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 	_ = db.Close()
 
 	ro, err := store.Open(path, store.Options{ReadOnly: true})
@@ -727,102 +57,15 @@ func TestReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	if _, err := ro.UserByLogin("alice"); err != nil {
+	if _, err := ro.UserByLogin(t.Context(), "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ro.CreateUser(&auth.User{Login: "bob"}); err == nil {
+	if err := ro.CreateUser(t.Context(), &auth.User{Login: "bob"}); err == nil {
 		t.Fatal("CreateUser on a read-only database succeeded")
 	}
 
 	_, err = store.Open(filepath.Join(t.TempDir(), "missing.db"), store.Options{ReadOnly: true})
-	wantErr(t, err, os.ErrNotExist)
-}
-
-// realDB writes a vmsauth database with enough users to span many pages and
-// returns its bytes.
-func realDB(t *testing.T) []byte {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "real.db")
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 200 {
-		u := &auth.User{Login: fmt.Sprintf("user%03d", i), Name: strings.Repeat("x", 200)}
-		if err := db.CreateUser(u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
-
-func TestOpenRefuses(t *testing.T) {
-	real := realDB(t)
-	garbage := make([]byte, 64<<10)
-	_, _ = rand.Read(garbage)
-	foreign := func(t *testing.T, path string) {
-		b, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Update(func(tx *bolt.Tx) error {
-			_, err := tx.CreateBucket([]byte("other"))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write := func(data []byte) func(*testing.T, string) {
-		return func(t *testing.T, path string) {
-			if err := os.WriteFile(path, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, tc := range []struct {
-		name   string
-		create func(*testing.T, string)
-		want   error
-		says   string
-	}{
-		{"Empty", write(nil), store.ErrInvalid, "empty"},
-		{"Garbage", write(garbage), store.ErrInvalid, "not a bbolt file"},
-		{"Truncated100", write(real[:100]), store.ErrInvalid, "truncated"},
-		{"Truncated4096", write(real[:4096]), store.ErrInvalid, "truncated"},
-		{"TruncatedInData", write(real[:6*4096]), store.ErrInvalid, "truncated"},
-		{"Foreign", foreign, store.ErrForeign, "not a vmsauth database"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "auth.db")
-			tc.create(t, path)
-			before, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			db, err := store.Open(path, store.Options{})
-			if err == nil {
-				db.Close()
-				t.Fatal("Open succeeded")
-			}
-			wantErr(t, err, tc.want)
-			if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), path) {
-				t.Errorf("error %q should name the file and say %q", err, tc.says)
-			}
-			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
-				t.Error("Open changed the refused file")
-			}
-		})
-	}
+	storetest.WantErr(t, err, os.ErrNotExist)
 }
 
 func TestOpenInitialisesEmptyBolt(t *testing.T) {
@@ -833,7 +76,7 @@ func TestOpenInitialisesEmptyBolt(t *testing.T) {
 	}
 	_ = b.Close()
 	db := openDB(t, path)
-	createUser(t, db, "alice")
+	storetest.CreateUser(t, db, "alice")
 }
 
 func TestOpenLocked(t *testing.T) {
@@ -841,7 +84,7 @@ func TestOpenLocked(t *testing.T) {
 	openDB(t, path)
 	start := time.Now()
 	_, err := store.Open(path, store.Options{Timeout: 100 * time.Millisecond})
-	wantErr(t, err, store.ErrLocked)
+	storetest.WantErr(t, err, store.ErrLocked)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Open waited %v", d)
 	}
@@ -853,12 +96,12 @@ func TestOpenLocked(t *testing.T) {
 
 func TestOpenMissingDir(t *testing.T) {
 	_, err := store.Open(filepath.Join(t.TempDir(), "no", "auth.db"), store.Options{})
-	wantErr(t, err, os.ErrNotExist)
+	storetest.WantErr(t, err, os.ErrNotExist)
 }
 
 func TestBackupAndCheck(t *testing.T) {
 	db := newDB(t)
-	alice := createUser(t, db, "alice")
+	alice := storetest.CreateUser(t, db, "alice")
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -878,25 +121,114 @@ func TestBackupAndCheck(t *testing.T) {
 	if err := backup.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if u, err := backup.User(alice.ID); err != nil || u.Login != "alice" {
+	if u, err := backup.User(t.Context(), alice.ID); err != nil || u.Login != "alice" {
 		t.Fatalf("user in backup = %+v, %v", u, err)
 	}
 }
 
-func TestOpenRecoversTornMeta(t *testing.T) {
-	// A crash while bbolt writes meta page 0 leaves page 1 to fall back on;
-	// such a file must still open.
-	data := realDB(t)
-	data[20] ^= 0xff // meta 0's version
-	path := filepath.Join(t.TempDir(), "auth.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
+// TestMigrateSchema1 opens a file as the first vmsauth wrote it and checks
+// the upgrade to the current schema.
+func TestMigrateSchema1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v1.db")
+	withBolt(t, path, func(tx *bolt.Tx) error {
+		for _, name := range []string{"users", "users_by_login", "sessions", "sessions_by_hash", "user_sessions", "refresh", "user_refresh"} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		meta, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		return meta.Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 1))
+	})
+
+	if _, err := store.Open(path, store.Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "upgrading") {
+		t.Fatalf("read-only open of an old schema: %v", err)
 	}
 	db := openDB(t, path)
-	if n, err := db.CountUsers(); err != nil || n < 199 {
-		t.Fatalf("CountUsers = %d, %v, want the 200 users or all but the last", n, err)
+	if err := db.AppendAudit(t.Context(), []auth.AuditEntry{{Time: now, Login: "x"}}, 10, time.Hour, now); err != nil {
+		t.Fatalf("audit after migration: %v", err)
+	}
+	db.Close()
+
+	withBolt(t, path, func(tx *bolt.Tx) error {
+		if v := binary.BigEndian.Uint64(tx.Bucket([]byte("meta")).Get([]byte("schema"))); v != 3 {
+			t.Errorf("schema after open = %d, want 3", v)
+		}
+		return nil
+	})
+}
+
+// TestMigrateSchema2 opens a file holding a session as schema 2 stored it
+// (JSON under a random public id, with a hash index) and checks that the
+// upgrade keeps the session: its token, its user, its device.
+func TestMigrateSchema2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	alice := &auth.User{ID: 1, Login: "alice", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
+	s := storetest.NewSession(t, alice.ID, auth.APIClient, now)
+	s.ID = strings.Repeat("ab", 40) // schema 2's ids were random
+	withBolt(t, path, func(tx *bolt.Tx) error {
+		put := func(bucket string, k, v []byte) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte(bucket))
+			if err != nil {
+				return err
+			}
+			return bk.Put(k, v)
+		}
+		uid := binary.BigEndian.AppendUint64(nil, 1)
+		user, _ := json.Marshal(alice)
+		session, _ := json.Marshal(s)
+		return errors.Join(
+			put("meta", []byte("schema"), binary.BigEndian.AppendUint64(nil, 2)),
+			put("users", uid, user),
+			put("users_by_login", []byte("alice"), uid),
+			put("sessions", []byte(s.ID), session),
+			put("sessions_by_hash", s.TokenHash[:], []byte(s.ID)),
+			put("user_sessions", append(uid, s.ID...), nil),
+			put("refresh", []byte{0}, nil), put("user_refresh", []byte{0}, nil), put("audit", []byte{0}, nil),
+		)
+	})
+
+	db := openDB(t, path)
+	want := *s
+	want.ID = s.TokenHash.SessionID()
+	got, u, err := db.SessionByHash(t.Context(), s.TokenHash)
+	if err != nil || !reflect.DeepEqual(got, storetest.Checked(&want)) || u.Login != "alice" {
+		t.Fatalf("token check after migration = %+v, %+v, %v", got, u, err)
+	}
+	if all, err := db.UserSessions(t.Context(), alice.ID); err != nil || !reflect.DeepEqual(all, []*auth.Session{&want}) {
+		t.Fatalf("sessions after migration = %+v, %v, want %+v", all, err, want)
+	}
+	if err := db.DeleteSession(t.Context(), want.ID); err != nil {
+		t.Fatalf("ending the migrated session by its new id: %v", err)
+	}
+	if _, _, err := db.SessionByHash(t.Context(), s.TokenHash); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Fatalf("after ending it: %v", err)
 	}
 	if err := db.Check(); err != nil {
 		t.Fatal(err)
+	}
+	db.Close()
+
+	withBolt(t, path, func(tx *bolt.Tx) error {
+		for _, name := range []string{"sessions", "sessions_by_hash"} {
+			if tx.Bucket([]byte(name)) != nil {
+				t.Errorf("schema 2 bucket %s is left", name)
+			}
+		}
+		return nil
+	})
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v9.db")
+	db := openDB(t, path)
+	db.Close()
+	withBolt(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 9))
+	})
+	if _, err := store.Open(path, store.Options{}); err == nil || !strings.Contains(err.Error(), "newer vmsauth") {
+		t.Fatalf("newer schema: %v", err)
 	}
 }

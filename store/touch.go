@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"time"
@@ -199,7 +200,7 @@ func (t *touches) stopLoop() {
 // TouchSession records activity; a missing session is not an error. The
 // touch is written within a second (see touches), and every read sees it
 // at once.
-func (db *DB) TouchSession(h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
+func (db *DB) TouchSession(_ context.Context, h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
 	n := touch{lastSeen: lastSeen, expires: expiresAt, ip: ip}
 	if db.touches.note(h, n) {
 		return nil

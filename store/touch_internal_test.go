@@ -62,16 +62,16 @@ func TestTouchQueueFull(t *testing.T) {
 	defer db.Close()
 	now := time.Now().UTC().Truncate(time.Second)
 	u := &auth.User{Login: "alice", Name: "Alice", APIs: []auth.API{auth.APIClient}, CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateUser(u); err != nil {
+	if err := db.CreateUser(t.Context(), u); err != nil {
 		t.Fatal(err)
 	}
 	s := newBenchSession(u.ID)
-	if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
+	if err := db.CreateSession(t.Context(), s, auth.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	db.touches.stopLoop() // no flushes from here on
 	for i := range maxPendingTouches {
-		if err := db.TouchSession(auth.TokenHash{0xee, byte(i), byte(i >> 8)}, now, now, ""); err != nil {
+		if err := db.TouchSession(t.Context(), auth.TokenHash{0xee, byte(i), byte(i >> 8)}, now, now, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -80,7 +80,7 @@ func TestTouchQueueFull(t *testing.T) {
 	}
 
 	seen := now.Add(time.Hour)
-	if err := db.TouchSession(s.TokenHash, seen, seen.Add(time.Hour), "198.51.100.8"); err != nil {
+	if err := db.TouchSession(t.Context(), s.TokenHash, seen, seen.Add(time.Hour), "198.51.100.8"); err != nil {
 		t.Fatal(err)
 	}
 	if len(db.touches.pending) != maxPendingTouches {
@@ -114,11 +114,11 @@ func touchedSession(t *testing.T) (*DB, string, *auth.Session, time.Time) {
 	t.Helper()
 	db, path, u := dbWithUser(t, Options{})
 	s := newBenchSession(u.ID)
-	if err := db.CreateSession(s, auth.CreateOptions{}); err != nil {
+	if err := db.CreateSession(t.Context(), s, auth.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	seen := s.LastSeen.Add(time.Minute).UTC()
-	if err := db.TouchSession(s.TokenHash, seen, seen.Add(time.Hour), ""); err != nil {
+	if err := db.TouchSession(t.Context(), s.TokenHash, seen, seen.Add(time.Hour), ""); err != nil {
 		t.Fatal(err)
 	}
 	return db, path, s, seen
@@ -143,7 +143,7 @@ func TestTouchesFlushInBackground(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.Session(s.ID)
+		got, err := c.Session(t.Context(), s.ID)
 		c.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -178,18 +178,18 @@ func TestTouchesUnderLoad(t *testing.T) {
 		wg.Go(func() {
 			for r := range rounds {
 				for _, s := range all[w] {
-					if err := db.TouchSession(s.TokenHash, seenAt(r), seenAt(r).Add(time.Hour), ""); err != nil {
+					if err := db.TouchSession(t.Context(), s.TokenHash, seenAt(r), seenAt(r).Add(time.Hour), ""); err != nil {
 						t.Error(err)
 						return
 					}
-					got, _, err := db.SessionByHash(s.TokenHash)
+					got, _, err := db.SessionByHash(t.Context(), s.TokenHash)
 					if err != nil || !got.LastSeen.Equal(seenAt(r)) {
 						t.Errorf("round %d: check sees %+v, %v", r, got, err)
 						return
 					}
 				}
 				if r%10 == 0 {
-					list, err := db.UserSessions(u.ID)
+					list, err := db.UserSessions(t.Context(), u.ID)
 					if err != nil {
 						t.Error(err)
 						return
@@ -220,7 +220,7 @@ func TestTouchesUnderLoad(t *testing.T) {
 	defer again.Close()
 	for w := range workers {
 		for _, s := range all[w] {
-			got, err := again.Session(s.ID)
+			got, err := again.Session(t.Context(), s.ID)
 			if err != nil || !got.LastSeen.Equal(seenAt(rounds-1)) || !got.ExpiresAt.Equal(seenAt(rounds-1).Add(time.Hour)) {
 				t.Fatalf("after a reopen: %+v, %v; want last seen %v", got, err, seenAt(rounds-1))
 			}
@@ -241,7 +241,7 @@ func TestTouchesAndClose(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := db.TouchSession(s.TokenHash, seen.Add(time.Minute), seen.Add(time.Hour), ""); err == nil {
+	if err := db.TouchSession(t.Context(), s.TokenHash, seen.Add(time.Minute), seen.Add(time.Hour), ""); err == nil {
 		t.Error("a touch after Close was taken")
 	}
 	if err := db.Close(); err != nil {
@@ -252,7 +252,7 @@ func TestTouchesAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	if got, err := again.Session(s.ID); err != nil || !got.LastSeen.Equal(seen) {
+	if got, err := again.Session(t.Context(), s.ID); err != nil || !got.LastSeen.Equal(seen) {
 		t.Fatalf("after Close: %+v, %v; want last seen %v", got, err, seen)
 	}
 }

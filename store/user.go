@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -15,7 +16,7 @@ import (
 )
 
 // CreateUser assigns u.ID and stores u; see auth.Store.
-func (db *DB) CreateUser(u *auth.User) error {
+func (db *DB) CreateUser(_ context.Context, u *auth.User) error {
 	var id int64
 	err := db.update(func(tx *bolt.Tx) error {
 		if err := loginFree(tx, u.Login); err != nil {
@@ -37,7 +38,7 @@ func (db *DB) CreateUser(u *auth.User) error {
 }
 
 // User returns the user with the id; see auth.Store.
-func (db *DB) User(id int64) (u *auth.User, err error) {
+func (db *DB) User(_ context.Context, id int64) (u *auth.User, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		u, err = user(tx, id)
 		return err
@@ -46,7 +47,7 @@ func (db *DB) User(id int64) (u *auth.User, err error) {
 }
 
 // UserByLogin finds a user by login, case-insensitively; see auth.Store.
-func (db *DB) UserByLogin(login string) (u *auth.User, err error) {
+func (db *DB) UserByLogin(_ context.Context, login string) (u *auth.User, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		id, err := loginOwner(tx, login)
 		if err != nil {
@@ -59,7 +60,7 @@ func (db *DB) UserByLogin(login string) (u *auth.User, err error) {
 }
 
 // Users returns every user ordered by id.
-func (db *DB) Users() (users []*auth.User, err error) {
+func (db *DB) Users(context.Context) (users []*auth.User, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUsers).ForEach(func(k, _ []byte) error {
 			u, err := get[auth.User](tx, bucketUsers, k)
@@ -71,7 +72,7 @@ func (db *DB) Users() (users []*auth.User, err error) {
 }
 
 // CountUsers returns how many users exist.
-func (db *DB) CountUsers() (n int, err error) {
+func (db *DB) CountUsers(context.Context) (n int, err error) {
 	err = db.view(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketUsers).Stats().KeyN
 		return nil
@@ -81,7 +82,7 @@ func (db *DB) CountUsers() (n int, err error) {
 
 // UpdateUser lets fn change the user and stores the result; see auth.Store.
 // fn runs inside the write transaction, so it must not call the store.
-func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err error)) (u *auth.User, err error) {
+func (db *DB) UpdateUser(_ context.Context, id int64, fn func(u *auth.User) (end []auth.API, err error)) (u *auth.User, err error) {
 	// Checks cache sessions with their users: a change, or the end of the
 	// user's sessions, must reach the next check.
 	defer db.sessions.reset()
@@ -90,7 +91,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err er
 			return err
 		}
 		oldLogin := u.Login
-		end, err := fn(u)
+		lost, err := fn(u)
 		if err != nil {
 			return err
 		}
@@ -103,7 +104,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err er
 		if err := putUser(tx, u, oldLogin); err != nil {
 			return err
 		}
-		return endAPIs(tx, id, end)
+		return end(tx, id, auth.UserEnding(lost))
 	})
 	if err != nil {
 		return nil, err
@@ -112,7 +113,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err er
 }
 
 // DeleteUser removes the user with its sessions and refresh tokens.
-func (db *DB) DeleteUser(id int64) error {
+func (db *DB) DeleteUser(_ context.Context, id int64) error {
 	defer db.sessions.reset()
 	return db.update(func(tx *bolt.Tx) error {
 		u, err := user(tx, id)
@@ -125,7 +126,7 @@ func (db *DB) DeleteUser(id int64) error {
 		if err := tx.Bucket(bucketUsers).Delete(itob(id)); err != nil {
 			return err
 		}
-		return endTokens(tx, id, anyFamily)
+		return end(tx, id, auth.UserDeletedEnding())
 	})
 }
 

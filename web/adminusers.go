@@ -50,7 +50,7 @@ func (s *server) withUser(c *gin.Context) {
 		message(c, http.StatusNotFound, "not_found")
 		return
 	}
-	u, err := s.svc.User(id)
+	u, err := s.svc.User(c.Request.Context(), id)
 	if err != nil {
 		s.laravelError(c, err)
 		return
@@ -83,7 +83,7 @@ func (s *server) managed(u *auth.User) managedUser {
 func (s *server) listUsers(c *gin.Context) {
 	page := queryInt(c, "page", 1, 1, 1<<20)
 	perPage := queryInt(c, "per_page", defaultPerPage, 1, maxPerPage)
-	users, total, err := s.svc.SearchUsers(c.Query("search"), page, perPage)
+	users, total, err := s.svc.SearchUsers(c.Request.Context(), c.Query("search"), page, perPage)
 	if err != nil {
 		s.laravelError(c, err)
 		return
@@ -191,7 +191,7 @@ func (s *server) patchUser(c *gin.Context) {
 		return
 	}
 	_, actor := current(c)
-	u, err := s.svc.UpdateUser(auth.ActorOf(actor), target(c).ID, p)
+	u, err := s.svc.UpdateUser(c.Request.Context(), auth.ActorOf(actor), target(c).ID, p)
 	if err != nil {
 		s.laravelError(c, err)
 		return
@@ -203,7 +203,7 @@ func (s *server) patchUser(c *gin.Context) {
 func (s *server) deleteUser(c *gin.Context) {
 	_, actor := current(c)
 	u := target(c)
-	if err := s.svc.DeleteUser(auth.ActorOf(actor), u.ID); err != nil {
+	if err := s.svc.DeleteUser(c.Request.Context(), auth.ActorOf(actor), u.ID); err != nil {
 		s.laravelError(c, err)
 		return
 	}
@@ -241,7 +241,7 @@ type adminSession struct {
 
 func (s *server) userSessions(c *gin.Context) {
 	sess, actor := current(c)
-	list, err := s.svc.UserSessions(auth.ActorOf(actor), target(c).ID)
+	list, err := s.svc.UserSessions(c.Request.Context(), auth.ActorOf(actor), target(c).ID)
 	if err != nil {
 		s.laravelError(c, err)
 		return
@@ -260,7 +260,7 @@ func (s *server) userSessions(c *gin.Context) {
 
 func (s *server) endSession(c *gin.Context) {
 	_, actor := current(c)
-	if err := s.svc.EndSession(auth.ActorOf(actor), c.Param("id")); err != nil {
+	if err := s.svc.EndSession(c.Request.Context(), auth.ActorOf(actor), c.Param("id")); err != nil {
 		s.laravelError(c, err)
 		return
 	}
@@ -286,7 +286,7 @@ func (s *server) auditTrail(c *gin.Context) {
 		}
 		f.Since = t
 	}
-	entries, err := s.audit.Query(f)
+	entries, err := s.audit.Query(c.Request.Context(), f)
 	if err != nil {
 		s.laravelError(c, err)
 		return

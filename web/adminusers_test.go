@@ -28,7 +28,7 @@ func TestUserEndpointsGuarded(t *testing.T) {
 	boss, viewer := e.adminToken("boss"), e.adminToken("viewer")
 	tok, _ := e.clientLogin("target")
 	sid := func() string {
-		sessions, err := e.Svc.ClientSessions(target.ID)
+		sessions, err := e.Svc.ClientSessions(t.Context(), target.ID)
 		if err != nil || len(sessions) == 0 {
 			t.Fatalf("target sessions: %v", err)
 		}
@@ -116,14 +116,14 @@ func TestUserManagement(t *testing.T) {
 			})
 		}
 		// Nothing above changed the user.
-		u, err := e.Svc.User(other.ID)
+		u, err := e.Svc.User(t.Context(), other.ID)
 		if err != nil || u.SessionsLimit != 0 || u.ExpiredAt != nil {
 			t.Fatalf("user after refused changes: %+v %v", u, err)
 		}
 	})
 
 	t.Run("DisableEndsSessionsAndEnable", func(t *testing.T) {
-		u, _ := e.Svc.UserByLogin("cam7")
+		u, _ := e.Svc.UserByLogin(t.Context(), "cam7")
 		camLogin := func() response {
 			return e.do("POST", "/api/v1/token", map[string]string{"login": "cam7", "password": "cam7-password"})
 		}
@@ -146,7 +146,7 @@ func TestUserManagement(t *testing.T) {
 	})
 
 	t.Run("SessionsListAndEnd", func(t *testing.T) {
-		u, _ := e.Svc.UserByLogin("cam7")
+		u, _ := e.Svc.UserByLogin(t.Context(), "cam7")
 		path := fmt.Sprintf("/api/admin/v1/users/%d/sessions", u.ID)
 		r := e.do("GET", path, nil, h...)
 		wantStatus(t, r, http.StatusOK)

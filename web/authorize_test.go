@@ -61,13 +61,13 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 // changed anything.
 func (f *authzFixture) snapshot(t *testing.T) string {
 	t.Helper()
-	users, err := f.DB.Users()
+	users, err := f.DB.Users(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var all []any
 	for _, u := range users {
-		sessions, err := f.DB.UserSessions(u.ID)
+		sessions, err := f.DB.UserSessions(t.Context(), u.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestIssue12Takeover(t *testing.T) {
 		"permissions": auth.AllPermissionNames(), "apis": []string{"client", "admin", "integration"},
 	}, tech...)
 	wantMessage(t, r, http.StatusForbidden, "This action is unauthorized.")
-	if u, err := e.Svc.User(techID); err != nil || len(u.Permissions) != 2 || len(u.APIs) != 1 {
+	if u, err := e.Svc.User(t.Context(), techID); err != nil || len(u.Permissions) != 2 || len(u.APIs) != 1 {
 		t.Fatalf("tech after the refused raise: %+v, %v", u, err)
 	}
 
@@ -321,18 +321,18 @@ func TestManageCLIUnlimited(t *testing.T) {
 	if _, err := e.Svc.SetPassword(ctx, auth.Root, a.ID, "root-sets-it"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Svc.Revoke(auth.Root, a.ID, []string{auth.PermUsersView}); err != nil {
+	if _, err := e.Svc.Revoke(t.Context(), auth.Root, a.ID, []string{auth.PermUsersView}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Svc.SetDisabled(auth.Root, a.ID, true); err != nil {
+	if _, err := e.Svc.SetDisabled(t.Context(), auth.Root, a.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Svc.DeleteUser(auth.Root, a.ID); err != nil {
+	if err := e.Svc.DeleteUser(t.Context(), auth.Root, a.ID); err != nil {
 		t.Fatal(err)
 	}
 	// The zero Actor, a forgotten one, may do nothing.
 	b := e.addUser("cam", clientAPI)
-	if _, err := e.Svc.SetDisabled(auth.Actor{}, b.ID, true); err == nil {
+	if _, err := e.Svc.SetDisabled(t.Context(), auth.Actor{}, b.ID, true); err == nil {
 		t.Fatal("the zero Actor disabled a user")
 	}
 	if _, err := e.Svc.CreateUser(ctx, auth.Actor{}, auth.NewUser{Login: "x", Password: "password1"}); err == nil {

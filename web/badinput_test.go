@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 	"vmsauth/web"
 )
 
@@ -24,12 +23,8 @@ import (
 // header limit) on a real listener, so the server's own limits apply too.
 func badServer(t *testing.T) (url string, svc *auth.Service) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	svc, err = auth.New(db, auth.Config{BcryptCost: bcrypt.MinCost})
+	db := storetest.OpenForTest(t)
+	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.MinCost})
 	if err != nil {
 		t.Fatal(err)
 	}

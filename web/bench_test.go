@@ -120,7 +120,7 @@ func (e *benchEnv) addUsers(b *testing.B, n int, api auth.API) []string {
 			APIs: []auth.API{api}, Permissions: []string{"cameras.view", "archive.view"},
 			CreatedAt: now, UpdatedAt: now,
 		}
-		if err := e.db.CreateUser(u); err != nil {
+		if err := e.db.CreateUser(b.Context(), u); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -164,7 +164,7 @@ func (e *benchEnv) addSessions(b *testing.B, n int, users []int64) []string {
 					ExpiresAt:  now.Add(auth.DefaultAdminTTL),
 					ClientMeta: auth.ClientMeta{IP: "192.0.2.10", UserAgent: "bench", Client: "web"},
 				}
-				if err := e.db.CreateSession(s, auth.CreateOptions{Now: now}); err != nil {
+				if err := e.db.CreateSession(b.Context(), s, auth.CreateOptions{Now: now}); err != nil {
 					errs <- err
 					return
 				}
@@ -362,7 +362,7 @@ func BenchmarkTokenCheck(b *testing.B) {
 	e := newBenchEnv(b)
 	var users []int64
 	for _, login := range e.addUsers(b, 100, auth.APIAdmin) {
-		u, err := e.db.UserByLogin(login)
+		u, err := e.db.UserByLogin(b.Context(), login)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -167,7 +167,7 @@ func TestCaptchaLogin(t *testing.T) {
 func TestCaptchaGrace(t *testing.T) {
 	e := newEnv(t, guarded(true), roomy)
 	u := e.addUser("alice", auth.AllAPIs)
-	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 1; return nil, nil }); err != nil {
+	if _, err := e.DB.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 1; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	withCaptcha := func(extra string) response {
@@ -249,7 +249,7 @@ func TestCaptchaGrace(t *testing.T) {
 func TestCaptchaOff(t *testing.T) {
 	e := newEnv(t, guarded(false))
 	u := e.addUser("alice", auth.AllAPIs)
-	if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 1; return nil, nil }); err != nil {
+	if _, err := e.DB.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 1; return nil, nil }); err != nil {
 		t.Fatal(err)
 	}
 	e.clientLogin("alice")

@@ -87,7 +87,7 @@ var errCaptcha = errors.New("wrong captcha")
 func (s *server) sessionLimit(c *gin.Context, e *auth.SessionLimitError, login, key string) {
 	current := ""
 	if tok := bearer(c); tok != "" {
-		if sess, _, err := s.svc.Authenticate(tok, auth.APIClient, ""); err == nil {
+		if sess, _, err := s.svc.Authenticate(c.Request.Context(), tok, auth.APIClient, ""); err == nil {
 			current = sess.ID
 		}
 	}
@@ -118,7 +118,7 @@ type sessionLimitBody struct {
 // and user in the context for the handler.
 func (s *server) requireToken(api auth.API) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		sess, u, err := s.svc.Authenticate(bearer(c), api, c.ClientIP())
+		sess, u, err := s.svc.Authenticate(c.Request.Context(), bearer(c), api, c.ClientIP())
 		if err != nil {
 			s.envelope(c).tokenError(c, err)
 			return
@@ -146,7 +146,7 @@ func (s *server) clientSelf(c *gin.Context) {
 // logout ends the caller's own session, on any API.
 func (s *server) logout(c *gin.Context) {
 	sess, _ := current(c)
-	if err := s.svc.Logout(sess); err != nil {
+	if err := s.svc.Logout(c.Request.Context(), sess); err != nil {
 		s.laravelError(c, err)
 		return
 	}
@@ -155,7 +155,7 @@ func (s *server) logout(c *gin.Context) {
 
 func (s *server) clientSessions(c *gin.Context) {
 	sess, u := current(c)
-	list, err := s.svc.ClientSessions(u.ID)
+	list, err := s.svc.ClientSessions(c.Request.Context(), u.ID)
 	if err != nil {
 		s.laravelError(c, err)
 		return
@@ -165,7 +165,7 @@ func (s *server) clientSessions(c *gin.Context) {
 
 func (s *server) clientEndSession(c *gin.Context) {
 	_, u := current(c)
-	if err := s.svc.EndClientSession(u.ID, c.Param("id")); err != nil {
+	if err := s.svc.EndClientSession(c.Request.Context(), u.ID, c.Param("id")); err != nil {
 		s.laravelError(c, err)
 		return
 	}

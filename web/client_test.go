@@ -34,7 +34,7 @@ func creds(login, password string) map[string]any {
 // sessionOf returns the stored session of a token.
 func (e *env) sessionOf(token string) *auth.Session {
 	e.t.Helper()
-	s, err := e.DB.Session(auth.HashToken(token).SessionID())
+	s, err := e.DB.Session(e.t.Context(), auth.HashToken(token).SessionID())
 	if err != nil {
 		e.t.Fatalf("no session for token: %v", err)
 	}
@@ -122,7 +122,7 @@ func TestClientLogin(t *testing.T) {
 				body := r.JSON(t)
 				wantKeys(t, "body", body, "user", "access_token")
 				tok, _ := body["access_token"].(string)
-				alice, err := e.DB.UserByLogin("alice")
+				alice, err := e.DB.UserByLogin(t.Context(), "alice")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -464,7 +464,7 @@ func TestClientLoginReplaceSessionOfOthers(t *testing.T) {
 			e := e.withT(t)
 			r := e.do("POST", "/api/v1/token", map[string]any{"login": "alice", "password": "password1", "session_id": tc.sessionID})
 			wantInvalid(t, r, map[string][]string{"session_id": {"The selected session id is invalid."}})
-			if _, err := e.DB.Session(tc.sessionID); err != nil {
+			if _, err := e.DB.Session(t.Context(), tc.sessionID); err != nil {
 				t.Errorf("the named session was ended: %v", err)
 			}
 		})
@@ -695,8 +695,11 @@ func TestClientTokensEndWithAccount(t *testing.T) {
 			_, err := e.Svc.SetPassword(ctx, auth.Root, id, "new-password")
 			return err
 		}},
-		{"SetDisabled", func(e *env, id int64) error { _, err := e.Svc.SetDisabled(auth.Root, id, true); return err }},
-		{"DeleteUser", func(e *env, id int64) error { return e.Svc.DeleteUser(auth.Root, id) }},
+		{"SetDisabled", func(e *env, id int64) error {
+			_, err := e.Svc.SetDisabled(t.Context(), auth.Root, id, true)
+			return err
+		}},
+		{"DeleteUser", func(e *env, id int64) error { return e.Svc.DeleteUser(t.Context(), auth.Root, id) }},
 		{"Expired", func(e *env, id int64) error {
 			past := e.Clock.Now().Add(-time.Second)
 			e.updateUser(id, func(u *auth.User) { u.ExpiredAt = &past })

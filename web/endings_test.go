@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -10,7 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // Issue 12, "Ending a session ends everything that grew from it".
@@ -163,20 +164,20 @@ func TestTakingAccessAwayEndsSessions(t *testing.T) {
 // hookStore runs a hook, once, just before the next session is written:
 // in the window between a login's password check and its session.
 type hookStore struct {
-	*store.DB
+	storetest.Backend
 	beforeCreate atomic.Pointer[func()]
 }
 
-func (h *hookStore) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
+func (h *hookStore) CreateSession(ctx context.Context, s *auth.Session, opt auth.CreateOptions) error {
 	if f := h.beforeCreate.Swap(nil); f != nil {
 		(*f)()
 	}
-	return h.DB.CreateSession(s, opt)
+	return h.Backend.CreateSession(ctx, s, opt)
 }
 
 func TestPasswordChangeRacesLogin(t *testing.T) {
 	var hooks *hookStore
-	wrap := func(db *store.DB) auth.Store { hooks = &hookStore{DB: db}; return hooks }
+	wrap := func(db storetest.Backend) auth.Store { hooks = &hookStore{Backend: db}; return hooks }
 	// during arranges for fn to run after the next login has verified its
 	// password and before its session is written.
 	during := func(fn func()) { hooks.beforeCreate.Store(&fn) }
@@ -209,7 +210,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 				t.Fatalf("password change: %d %v", changed.Status, changeErr)
 			}
 			l.refused(t, r)
-			if sessions, _ := e.DB.UserSessions(alice.ID); len(sessions) != 0 {
+			if sessions, _ := e.DB.UserSessions(t.Context(), alice.ID); len(sessions) != 0 {
 				t.Fatalf("alice has %d sessions after her password changed", len(sessions))
 			}
 		})
@@ -217,7 +218,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 			e := newEnvOver(t, wrap)
 			alice := e.addUser("alice", allAPIs)
 			during(func() {
-				if _, err := e.Svc.SetDisabled(auth.Root, alice.ID, true); err != nil {
+				if _, err := e.Svc.SetDisabled(t.Context(), auth.Root, alice.ID, true); err != nil {
 					t.Error(err)
 				}
 			})
@@ -225,7 +226,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 			if r.Status == http.StatusOK {
 				t.Fatalf("a login that raced the disabling got a token: %s", r.Body)
 			}
-			if sessions, _ := e.DB.UserSessions(alice.ID); len(sessions) != 0 {
+			if sessions, _ := e.DB.UserSessions(t.Context(), alice.ID); len(sessions) != 0 {
 				t.Fatalf("alice has %d sessions after she was disabled", len(sessions))
 			}
 		})
@@ -241,7 +242,7 @@ func TestPasswordChangeRacesLogin(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if _, err := e.DB.UpdateUser(alice.ID, func(u *auth.User) ([]auth.API, error) {
+			if _, err := e.DB.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
 				u.PasswordHash = string(h)
 				return nil, nil
 			}); err != nil {

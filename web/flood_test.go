@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +23,7 @@ import (
 	"vmsauth/auth"
 	"vmsauth/captcha"
 	"vmsauth/internal/testkit"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 	"vmsauth/web"
 )
 
@@ -32,11 +31,7 @@ import (
 // auditMax entries, log to logw) on the env's clock.
 func floodEnv(t *testing.T, cfg auth.ThrottleConfig, auditMax int, logw io.Writer, trusted ...string) (*env, *auth.Auditor) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(t)
 	clk := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now})
 	if err != nil {
@@ -260,7 +255,7 @@ func TestThrottledFloodCounted(t *testing.T) {
 	if n := len(logs.String()); n > 20_000 {
 		t.Errorf("%d bytes of log for 4000 refused requests", n)
 	}
-	entries, err := audit.Query(auth.AuditFilter{})
+	entries, err := audit.Query(t.Context(), auth.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +274,7 @@ func TestThrottledFloodCounted(t *testing.T) {
 			t.Errorf("no summary with %s in the log", want)
 		}
 	}
-	entries, err = audit.Query(auth.AuditFilter{})
+	entries, err = audit.Query(t.Context(), auth.AuditFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

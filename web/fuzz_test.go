@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +17,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/captcha"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 	"vmsauth/web"
 )
 
@@ -40,7 +39,7 @@ const (
 type fuzzServer struct {
 	h   http.Handler
 	svc *auth.Service
-	db  *store.DB
+	db  storetest.Backend
 }
 
 // lockedReader makes a deterministic random source safe to share.
@@ -61,11 +60,7 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 // still, so those tokens stay live and reading them writes nothing.
 func newFuzzServer(tb testing.TB, requireCaptcha bool) *fuzzServer {
 	tb.Helper()
-	db, err := store.Open(filepath.Join(tb.TempDir(), "vmsauth.db"), store.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(tb)
 	now := func() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
 	svc, err := auth.New(db, auth.Config{
 		BcryptCost: bcrypt.MinCost, Now: now,
@@ -117,7 +112,7 @@ func (s *fuzzServer) addUser(tb testing.TB, login, password string, apis []auth.
 	if fn == nil {
 		return
 	}
-	if _, err := s.db.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { fn(u); return nil, nil }); err != nil {
+	if _, err := s.db.UpdateUser(tb.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { fn(u); return nil, nil }); err != nil {
 		tb.Fatal(err)
 	}
 }

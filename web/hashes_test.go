@@ -12,7 +12,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/internal/testkit"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 )
 
 // Issue 12, "Passwords and hashes".
@@ -32,9 +32,9 @@ func (e *env) importUser(cost int) *auth.User {
 	return u
 }
 
-func storedCost(t *testing.T, db *store.DB, id int64) int {
+func storedCost(t *testing.T, db auth.Store, id int64) int {
 	t.Helper()
-	u, err := db.User(id)
+	u, err := db.User(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,22 +72,22 @@ func TestRehashAfterLogin(t *testing.T) {
 
 // updateHookStore runs a hook, once, just before the next change to a user.
 type updateHookStore struct {
-	*store.DB
+	storetest.Backend
 	beforeUpdate atomic.Pointer[func()]
 }
 
-func (h *updateHookStore) UpdateUser(id int64, fn func(u *auth.User) ([]auth.API, error)) (*auth.User, error) {
+func (h *updateHookStore) UpdateUser(ctx context.Context, id int64, fn func(u *auth.User) ([]auth.API, error)) (*auth.User, error) {
 	if f := h.beforeUpdate.Swap(nil); f != nil {
 		(*f)()
 	}
-	return h.DB.UpdateUser(id, fn)
+	return h.Backend.UpdateUser(ctx, id, fn)
 }
 
 // A password set while a rehash hashes wins: the rehash replaces only the
 // hash it was started for.
 func TestRehashLosesToPasswordChange(t *testing.T) {
 	var hooks *updateHookStore
-	e := newEnvOver(t, func(db *store.DB) auth.Store { hooks = &updateHookStore{DB: db}; return hooks })
+	e := newEnvOver(t, func(db storetest.Backend) auth.Store { hooks = &updateHookStore{Backend: db}; return hooks })
 	alice := e.importUser(auth.MinImportCost)
 	_, root := e.root()
 	var changed response

@@ -9,7 +9,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -20,16 +19,17 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/internal/testkit"
-	"vmsauth/store"
+	"vmsauth/store/storetest"
 	"vmsauth/web"
 )
 
-// env is one running vmsauth: real bbolt file, real router, real HTTP.
+// env is one running vmsauth: a real store (bbolt unless
+// storetest.EnvStore names another), real router, real HTTP.
 type env struct {
 	t     *testing.T
 	URL   string
 	Svc   *auth.Service
-	DB    *store.DB
+	DB    storetest.Backend
 	Clock *testkit.Clock
 	// Handler is the router, for tests that serve it their own way.
 	Handler http.Handler
@@ -45,13 +45,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 
 // newEnvOver is newEnv with the service over wrap(db) rather than db
 // itself, for tests that must order what happens inside the store.
-func newEnvOver(t *testing.T, wrap func(*store.DB) auth.Store, opts ...envOption) *env {
+func newEnvOver(t *testing.T, wrap func(storetest.Backend) auth.Store, opts ...envOption) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "vmsauth.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.OpenForTest(t)
 	clk := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	wopt := web.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	acfg := auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now, Logger: wopt.Logger}
@@ -221,7 +217,7 @@ func (e *env) addUserWith(login string, apis []auth.API, fn func(u *auth.User), 
 // updateUser changes a stored user without ending its sessions.
 func (e *env) updateUser(id int64, fn func(u *auth.User)) *auth.User {
 	e.t.Helper()
-	u, err := e.DB.UpdateUser(id, func(u *auth.User) ([]auth.API, error) {
+	u, err := e.DB.UpdateUser(e.t.Context(), id, func(u *auth.User) ([]auth.API, error) {
 		fn(u)
 		return nil, nil
 	})
@@ -253,7 +249,7 @@ func (e *env) integrationLogin(login string) (token, refresh string) {
 // clientSessions returns the user's stored client sessions.
 func (e *env) clientSessions(userID int64) []*auth.Session {
 	e.t.Helper()
-	all, err := e.DB.UserSessions(userID)
+	all, err := e.DB.UserSessions(e.t.Context(), userID)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func (s *server) integrationRefresh(c *gin.Context) {
 	if !ok {
 		return
 	}
-	issued, err := s.svc.Refresh(f[0], clientMeta(c))
+	issued, err := s.svc.Refresh(c.Request.Context(), f[0], clientMeta(c))
 	if err != nil {
 		if errors.Is(err, auth.ErrRefreshReused) {
 			s.log.Warn("refresh token reused; chain ended", "ip", c.ClientIP())
@@ -185,7 +185,7 @@ func (s *server) integrationTokenError(c *gin.Context, err error) {
 // whole refresh chain (see auth.Service.Logout). It reads no body.
 func (s *server) integrationLogout(c *gin.Context) {
 	sess, _ := current(c)
-	if err := s.svc.Logout(sess); err != nil {
+	if err := s.svc.Logout(c.Request.Context(), sess); err != nil {
 		s.internalError(c, err)
 		return
 	}

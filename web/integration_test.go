@@ -196,7 +196,7 @@ func TestIntegrationTokens(t *testing.T) {
 	})
 	t.Run("ErrEndedWithAccount", func(t *testing.T) {
 		tok, _ := e.integrationLogin("alice")
-		if _, err := e.Svc.SetDisabled(auth.Root, alice.ID, true); err != nil {
+		if _, err := e.Svc.SetDisabled(t.Context(), auth.Root, alice.ID, true); err != nil {
 			t.Fatal(err)
 		}
 		wantCode(t, me(authz(tok)...), codeTokenInvalid)
@@ -277,7 +277,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		alice := e.addUser("alice", integrationAPI)
 		_, rt := e.integrationLogin("alice")
-		if _, err := e.Svc.SetDisabled(auth.Root, alice.ID, true); err != nil {
+		if _, err := e.Svc.SetDisabled(t.Context(), auth.Root, alice.ID, true); err != nil {
 			t.Fatal(err)
 		}
 		wantCode(t, refresh(e, rt), codeTokenInvalid)

@@ -48,7 +48,7 @@ func TestNewLoginRules(t *testing.T) {
 			wantInvalid(t, r, map[string][]string{"login": {tc.want}})
 		})
 	}
-	users, err := e.Svc.Users()
+	users, err := e.Svc.Users(t.Context())
 	if err != nil || len(users) != 2 {
 		t.Fatalf("refused logins were stored: %d users, %v", len(users), err)
 	}
@@ -83,7 +83,7 @@ func TestLoginLookup(t *testing.T) {
 	now := time.Now()
 	legacy := &auth.User{Login: "Ｏｌｄ\u200b", Name: "Old", APIs: allAPIs, CreatedAt: now, UpdatedAt: now}
 	legacy.PasswordHash = e.addUser("hashsource", clientAPI).PasswordHash
-	if err := e.DB.CreateUser(legacy); err != nil {
+	if err := e.DB.CreateUser(t.Context(), legacy); err != nil {
 		t.Fatal(err)
 	}
 	for _, typed := range []string{"admin", "ADMIN", "ＡＤＭＩＮ", "ａｄｍｉｎ"} {
@@ -123,7 +123,7 @@ func TestNameBidiControls(t *testing.T) {
 				map[string][]string{"name": {want}})
 		})
 	}
-	if u, _ := e.Svc.User(alice.ID); u.Name != alice.Name {
+	if u, _ := e.Svc.User(t.Context(), alice.ID); u.Name != alice.Name {
 		t.Fatalf("name changed to %q", u.Name)
 	}
 }

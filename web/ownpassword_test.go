@@ -29,7 +29,7 @@ func TestChangeOwnPassword(t *testing.T) {
 		}
 		wantStatus(t, e.do("GET", "/api/v1/users/self", nil, authz(client)...), http.StatusUnauthorized)
 		wantStatus(t, e.do("GET", "/v1/me", nil, authz(integration)...), http.StatusUnauthorized)
-		if s, err := e.DB.UserSessions(u.ID); err != nil || len(s) != 0 {
+		if s, err := e.DB.UserSessions(t.Context(), u.ID); err != nil || len(s) != 0 {
 			t.Fatalf("sessions after the change: %d, %v", len(s), err)
 		}
 		wantStatus(t, e.do("POST", "/api/admin/v1/auth/token", map[string]string{"login": "tech", "password": "password1"}), http.StatusUnprocessableEntity)

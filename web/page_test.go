@@ -462,7 +462,7 @@ func TestPageBrowser(t *testing.T) {
 			waitText(`#users-body tr[data-login="door-tablet"]`, "Client apps"),
 			waitText("#toast", "User door-tablet created."),
 		)
-		u, err := e.Svc.UserByLogin("door-tablet")
+		u, err := e.Svc.UserByLogin(t.Context(), "door-tablet")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -554,7 +554,7 @@ func TestPageBrowser(t *testing.T) {
 			waitText(row, "Gate camera operator"),
 			waitText(row, "Integrations"),
 		)
-		u, err := e.Svc.User(cam.ID)
+		u, err := e.Svc.User(t.Context(), cam.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -572,7 +572,7 @@ func TestPageBrowser(t *testing.T) {
 			chromedp.WaitNotVisible(chromedp.ID("user-dialog")),
 			waitText("#profile-name", "Lead Technician"),
 		)
-		if a, err := e.Svc.UserByLogin("admin"); err != nil || a.SessionsLimit != 0 || len(a.Permissions) != len(auth.Catalog) {
+		if a, err := e.Svc.UserByLogin(t.Context(), "admin"); err != nil || a.SessionsLimit != 0 || len(a.Permissions) != len(auth.Catalog) {
 			t.Fatalf("admin after renaming: %+v, %v", a, err)
 		}
 
@@ -601,16 +601,16 @@ func TestPageBrowser(t *testing.T) {
 
 		// The technician's token dies elsewhere (another technician ended
 		// it): the next request brings back the login form, saying why.
-		admin, err := e.Svc.UserByLogin("admin")
+		admin, err := e.Svc.UserByLogin(t.Context(), "admin")
 		if err != nil {
 			t.Fatal(err)
 		}
-		sessions, err := e.Svc.UserSessions(auth.Root, admin.ID)
+		sessions, err := e.Svc.UserSessions(t.Context(), auth.Root, admin.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range sessions {
-			if err := e.Svc.EndSession(auth.Root, s.ID); err != nil {
+			if err := e.Svc.EndSession(t.Context(), auth.Root, s.ID); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -668,7 +668,7 @@ func TestPageBrowser(t *testing.T) {
 			chromedp.WaitNotVisible(chromedp.ID("user-dialog")),
 			waitText(`#users-body tr[data-login="door"]`, "door"),
 		)
-		if door, err := e.Svc.UserByLogin("door"); err != nil || len(door.Permissions) != len(techPerms)+1 {
+		if door, err := e.Svc.UserByLogin(t.Context(), "door"); err != nil || len(door.Permissions) != len(techPerms)+1 {
 			t.Fatalf("door created with %v, %v; want the technician's own permissions", door, err)
 		}
 
@@ -689,7 +689,7 @@ func TestPageBrowser(t *testing.T) {
 
 		// Behind the page's back, cam gets a permission the technician
 		// lacks: the page still offers Disable, the box refuses.
-		if _, err := e.Svc.Grant(auth.Root, cam.ID, []string{"servers-update"}); err != nil {
+		if _, err := e.Svc.Grant(t.Context(), auth.Root, cam.ID, []string{"servers-update"}); err != nil {
 			t.Fatal(err)
 		}
 		p.step("refused-in-words",
@@ -701,7 +701,7 @@ func TestPageBrowser(t *testing.T) {
 			chromedp.WaitNotPresent(chromedp.CSS(`#users-body tr[data-login="cam"] button[data-action="disable"]`)),
 			waitText("#users-error", "This action is unauthorized."),
 		)
-		if u, err := e.Svc.User(cam.ID); err != nil || u.Disabled {
+		if u, err := e.Svc.User(t.Context(), cam.ID); err != nil || u.Disabled {
 			t.Fatalf("cam after the refusal: %+v, %v", u, err)
 		}
 	})

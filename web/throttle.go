@@ -18,7 +18,7 @@ func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attemp
 	if s.throttle == nil {
 		return &auth.Attempt{}, true
 	}
-	d, att := s.throttle.Begin(c.ClientIP(), login)
+	d, att := s.throttle.Begin(c.Request.Context(), c.ClientIP(), login)
 	s.reportRefusals(s.throttle.Ended())
 	if !d.Allowed {
 		s.metrics.login(api, "failed", 1)

@@ -40,7 +40,7 @@ func TestThrottleEachAPI(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, guarded(false))
 			u := e.addUser("alice", auth.AllAPIs)
-			if _, err := e.DB.UpdateUser(u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 100; return nil, nil }); err != nil {
+			if _, err := e.DB.UpdateUser(t.Context(), u.ID, func(u *auth.User) ([]auth.API, error) { u.SessionsLimit = 100; return nil, nil }); err != nil {
 				t.Fatal(err)
 			}
 			for i := range 10 {

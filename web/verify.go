@@ -24,7 +24,7 @@ func (s *server) verify(c *gin.Context) {
 	if !ok {
 		return
 	}
-	sess, u, err := s.svc.Authenticate(bearer(c), api, "")
+	sess, u, err := s.svc.Authenticate(c.Request.Context(), bearer(c), api, "")
 	if err != nil {
 		s.envelopeOf(api).tokenError(c, err)
 		return

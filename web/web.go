@@ -365,7 +365,7 @@ func clip(s string, n int) string {
 }
 
 func (s *server) healthz(c *gin.Context) {
-	if err := s.svc.Health(); err != nil {
+	if err := s.svc.Health(c.Request.Context()); err != nil {
 		s.log.Error("health check failed", "err", err)
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": healthReason(err)})
 		return

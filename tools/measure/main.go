@@ -229,7 +229,7 @@ func fill(dir string, n int) ([]string, error) {
 			APIs: []auth.API{auth.APIClient}, Permissions: []string{"cameras.view", "archive.view"},
 			CreatedAt: now, UpdatedAt: now,
 		}
-		if err := db.CreateUser(u); err != nil {
+		if err := db.CreateUser(context.Background(), u); err != nil {
 			return nil, err
 		}
 		users[i] = u.ID
@@ -252,7 +252,7 @@ func fill(dir string, n int) ([]string, error) {
 						Client: "android", Device: hex.EncodeToString(randomBytes(16)),
 					},
 				}
-				if err := db.CreateSession(s, auth.CreateOptions{Now: now}); err != nil {
+				if err := db.CreateSession(context.Background(), s, auth.CreateOptions{Now: now}); err != nil {
 					errs <- err
 					return
 				}
