@@ -129,6 +129,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.GET("/auth/verify", s.verify)
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
+	openAPIRoute(r)
 	return r, nil
 }
 
