@@ -5,11 +5,17 @@ GOFLAGS_RELEASE = -trimpath -tags nomsgpack -ldflags '-s -w -X main.version=$(VE
 TARGETS = linux/amd64 linux/arm64 linux/arm
 SIZE_LIMIT = 12000000
 
+# nfpm's command at a pinned version (go run checks it against the Go
+# checksum database); tools/deb says why not its library.
+NFPM = go run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DEB_ARCHES = amd64 arm64 armhf
+DEB_MAINTAINER ?= vmsauth maintainers <vmsauth@example.com>
+
 # The benchmarks each report a ratio against a baseline measured in the same
 # run (see web/bench_test.go); BENCHTIME=1x makes a smoke run of a few seconds.
 BENCHTIME ?= 3s
 
-.PHONY: release size-check bench measure test
+.PHONY: release size-check deb bench measure fwdbench test
 
 release:
 	@mkdir -p dist
@@ -17,6 +23,16 @@ release:
 		os=$${t%/*}; arch=$${t#*/}; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=7 go build $(GOFLAGS_RELEASE) -o dist/vmsauth-$$os-$$arch . || exit 1; \
 		echo "dist/vmsauth-$$os-$$arch $$(stat -c %s dist/vmsauth-$$os-$$arch) bytes"; \
+	done
+
+# dist/vmsauth_<version>_{amd64,arm64,armhf}.deb from the release binaries:
+# the version comes from git describe (tools/deb/main.go, debianVersion).
+deb: release
+	@rm -f dist/vmsauth_*.deb
+	go run ./tools/deb -describe '$(VERSION)' -date "$$(git log -1 --format=%cI)" \
+		-dist dist -out dist/deb-build -arches '$(DEB_ARCHES)' -maintainer '$(DEB_MAINTAINER)'
+	@for a in $(DEB_ARCHES); do \
+		$(NFPM) package --config dist/deb-build/nfpm-$$a.json --packager deb --target dist/ || exit 1; \
 	done
 
 size-check: release
@@ -35,3 +51,10 @@ measure: release
 
 test:
 	go test -race ./...
+
+# Forward auth through a real nginx (one worker) with wrk: a location protected
+# by vmsauth's --forward-auth-listen against the same location whose auth
+# subrequest goes to an nginx server block that only answers 200, over a unix
+# socket and over TCP loopback. Needs nginx and wrk (apt-get install nginx wrk).
+fwdbench: release
+	go run ./tools/fwdbench -dist dist

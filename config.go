@@ -44,6 +44,10 @@ type config struct {
 	AuditAge       time.Duration
 	LogLevel       string
 	PrintConfig    bool
+	// ForwardAuthListen and ForwardAuthGroup: the plain-HTTP listener for
+	// the reverse proxy on the box itself (see forwardauth.go).
+	ForwardAuthListen string
+	ForwardAuthGroup  string
 }
 
 // dataFlag is shared by every command that opens the database.
@@ -79,6 +83,8 @@ func serveFlags(c *config) *flag.FlagSet {
 	fs.IntVar(&c.AuditEntries, "audit-max-entries", auth.DefaultAuditEntries, "login attempts kept in the audit trail")
 	fs.DurationVar(&c.AuditAge, "audit-max-age", auth.DefaultAuditAge, "how long login attempts are kept in the audit trail")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.ForwardAuthListen, "forward-auth-listen", "", "plain-HTTP listener for a reverse proxy on this box, only /auth/verify and /healthz: 127.0.0.1:PORT, [::1]:PORT or unix:/path (empty: off)")
+	fs.StringVar(&c.ForwardAuthGroup, "forward-auth-group", "", "group (name or id) given the --forward-auth-listen unix socket, mode 0660, e.g. www-data (default: the group of its directory)")
 	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration and exit")
 	return fs
 }
@@ -171,6 +177,9 @@ func (c *config) validate() error {
 		return err
 	}
 	if _, err := c.level(); err != nil {
+		return err
+	}
+	if _, err := c.forwardAuth(); err != nil {
 		return err
 	}
 	return nil

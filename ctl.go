@@ -43,14 +43,15 @@ type exitCode int
 func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // withService runs fn on the database in dataDir: the one the running
-// service holds when fn runs inside it, else a freshly opened one, else,
-// when the service holds the file, the whole command (args) goes over the
+// service holds when fn runs inside it, else a freshly opened one (read-only
+// for a command that only reads: it never writes to the file), else, when
+// the service holds the file, the whole command (args) goes over the
 // control socket.
-func withService(ctx context.Context, dataDir string, acfg auth.Config, args []string, stdin io.Reader, stdout, stderr io.Writer, fn func(*local) error) error {
+func withService(ctx context.Context, dataDir string, acfg auth.Config, readOnly bool, args []string, stdin io.Reader, stdout, stderr io.Writer, fn func(*local) error) error {
 	if l, ok := ctx.Value(localKey{}).(*local); ok {
 		return fn(l)
 	}
-	db, svc, err := openService(dataDir, acfg, store.Options{})
+	db, svc, err := openService(dataDir, acfg, store.Options{ReadOnly: readOnly})
 	if errors.Is(err, store.ErrLocked) {
 		return forward(ctx, dataDir, args, stdin, stdout, stderr, err)
 	}

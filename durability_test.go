@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"vmsauth/internal/testkit"
 )
 
 // SPEC §8: every write that answers 200 is on disk before the answer, so
@@ -41,7 +43,7 @@ const (
 type durableProc struct {
 	url  string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testkit.LogBuffer
 	done chan error
 }
 
@@ -56,7 +58,7 @@ func startDurable(t *testing.T, dir string) *durableProc {
 	cmd := exec.Command(binary(t), "serve", "--data", dir, "--listen", "127.0.0.1:0", "--insecure-http",
 		"--throttle-ip-limit", "100000", "--throttle-login-limit", "1000")
 	cmd.Env = procEnv()
-	p := &durableProc{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	p := &durableProc{cmd: cmd, out: &testkit.LogBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

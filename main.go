@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"vmsauth/auth"
+	"vmsauth/store"
 	"vmsauth/web"
 )
 
@@ -56,6 +57,11 @@ func main() {
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
 }
+
+// exitDamaged is the exit status of a command refused or stopped because
+// the database is damaged: a restart cannot help, so a service manager can
+// be told not to (systemd: RestartPreventExitStatus=3).
+const exitDamaged = 3
 
 // errUsage marks a command line mistake; its message was already printed.
 var errUsage = errors.New("usage")
@@ -98,6 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return 2
 	case errors.As(err, &code):
 		return int(code)
+	case errors.Is(err, store.ErrDamaged):
+		fmt.Fprintf(stderr, "vmsauth: %v\n", err)
+		return exitDamaged
 	default:
 		var verr *auth.ValidationError
 		if errors.As(err, &verr) {

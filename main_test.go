@@ -14,31 +14,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"vmsauth/internal/testkit"
 	"vmsauth/store"
 )
-
-// syncBuffer is a bytes.Buffer safe for a server goroutine to write while
-// the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // envOf returns a getenv over a fixed map; tests never touch the process
 // environment.
@@ -62,10 +43,10 @@ var listenRE = regexp.MustCompile(`url=(https?://[^ \n]+)`)
 
 // startServe runs "vmsauth serve" in the background until the test ends and
 // returns its base URL and output.
-func startServe(t *testing.T, getenv func(string) string, args ...string) (string, *syncBuffer) {
+func startServe(t *testing.T, getenv func(string) string, args ...string) (string, *testkit.LogBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testkit.LogBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), getenv, strings.NewReader(""), out, out)

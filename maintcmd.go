@@ -57,7 +57,7 @@ func backupCommand(ctx context.Context, args []string, getenv func(string) strin
 		return fmt.Errorf("no database to back up: %w", err)
 	}
 	var copyTo func(io.Writer) error
-	db, err := store.Open(live, store.Options{})
+	db, err := store.Open(live, store.Options{ReadOnly: true})
 	switch {
 	case errors.Is(err, store.ErrLocked):
 		copyTo = func(w io.Writer) error { return backupFromService(ctx, dataDir, w, err) }
@@ -224,7 +224,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 			return fmt.Errorf("--since %q: want YYYY-MM-DD[ HH:MM:SS] or a duration such as 24h", since)
 		}
 	}
-	return withService(ctx, dataDir, auth.Config{}, original, stdin, stdout, stderr, func(l *local) error {
+	return withService(ctx, dataDir, auth.Config{}, true, original, stdin, stdout, stderr, func(l *local) error {
 		var entries []auth.AuditEntry
 		var err error
 		if l.audit != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"vmsauth/auth"
@@ -61,7 +62,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	acfg := cfg.authConfig()
 	acfg.HashWorkers = workers
 	acfg.Logger = log
-	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery})
+	// Open refuses a file whose meta pages or schema are damaged. The walk
+	// of every page takes longer on a large file than a start may, so it
+	// runs beside the start: it holds off every write until it has passed,
+	// /healthz answers 503 meanwhile, and a damaged file stops serve.
+	db, svc, err := openService(cfg.Data, acfg, store.Options{ReleaseEvery: releaseEvery, CheckLater: true})
 	if err != nil {
 		return err
 	}
@@ -69,17 +74,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Rehashes that logins started finish before the database closes.
 	defer svc.Wait()
 
-	if err := bootstrapAdmin(ctx, svc, cfg.Data, getenv, stdout); err != nil {
+	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, getenv, stdout, log); err != nil {
 		return fmt.Errorf("creating the first admin: %w", err)
 	}
+	checkStart := time.Now()
+	checkDone := db.CheckInBackground()
+	checked := make(chan struct{})
 
+	// Whatever goes wrong in the background (a panic in a goroutine, damage
+	// the store finds in its file) stops serve cleanly with a non-zero exit
+	// and says why, instead of crashing or serving on.
+	fatal := newFatal()
 	auditor := auth.NewAuditor(db, cfg.AuditEntries, cfg.AuditAge, nil, func(err error) {
+		if p := (*auth.PanicError)(nil); errors.As(err, &p) {
+			fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
+			return
+		}
 		log.Error("writing the audit trail", "err", err)
 	})
 	defer auditor.Close()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
-	go func() { sweep(sweepCtx, db, log); close(swept) }()
+	goSafe(fatal, "sweep", func() {
+		select {
+		case <-checked:
+			sweep(sweepCtx, db, log)
+		case <-sweepCtx.Done():
+		}
+	}, func() { close(swept) })
 	// The sweep must be out of the database before it closes.
 	defer func() { stopSweep(); <-swept }()
 
@@ -89,7 +111,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
-	go func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log); close(ctlDone) }()
+	goSafe(fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
 	// Commands in flight on the socket finish before the database closes.
 	defer func() { stopCtl(); <-ctlDone }()
 
@@ -103,7 +125,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	proxies, _ := cfg.proxies()
 	allow, _ := cfg.metricsAllow()
-	h, err := web.New(svc, web.Options{
+	hs, err := web.NewHandlers(svc, web.Options{
 		TrustedProxies: proxies,
 		Logger:         log,
 		Throttle: auth.NewThrottle(auth.ThrottleConfig{
@@ -118,7 +140,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	srv := web.NewServer(cfg.Listen, h)
+	srv := web.NewServer(cfg.Listen, hs.Main)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 
 	certFile, keyFile := cfg.TLSCert, cfg.TLSKey
@@ -140,9 +162,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.InsecureHTTP {
 		scheme = "http"
 	}
+	// Both listeners are open before the line that says the service listens.
+	faSrv, faLn, err := openForwardAuth(&cfg, hs.ForwardAuth, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	log.Info("vmsauth listening", "url", fmt.Sprintf("%s://%s", scheme, ln.Addr()), "data", cfg.Data, "version", buildVersion())
+	servers := []*http.Server{srv}
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if cfg.InsecureHTTP {
 			errc <- srv.Serve(ln)
@@ -150,22 +179,95 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			errc <- srv.ServeTLS(ln, certFile, keyFile)
 		}
 	}()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	if faSrv != nil {
+		servers = append(servers, faSrv)
+		go func() { errc <- faSrv.Serve(faLn) }()
 	}
-	log.Info("shutting down")
+	var failed error
+wait:
+	for {
+		select {
+		case err := <-errc:
+			// One listener failed: the other stops too (its unix socket,
+			// if any, is removed as it closes).
+			for _, s := range servers {
+				s.Close()
+			}
+			return err
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break wait
+		case err := <-checkDone:
+			if err != nil {
+				failed = err
+				break wait
+			}
+			log.Info("database checked", "took", time.Since(checkStart).Round(time.Millisecond))
+			checkDone = nil
+			close(checked)
+		case <-db.Failed():
+			failed = db.Failure()
+			break wait
+		case <-fatal.done:
+			failed = fatal.err
+			break wait
+		}
+	}
+	if failed != nil {
+		// Logged once, with the stack of a panic, here; the error itself
+		// is what the caller prints as the process ends.
+		attrs := []any{"err", failed}
+		if p := (*auth.PanicError)(nil); errors.As(failed, &p) {
+			attrs = append(attrs, "stack", p.Stack)
+		}
+		log.Error("stopping the service", attrs...)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown did not finish in time; closing", "err", err)
-		srv.Close()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			log.Warn("shutdown did not finish in time; closing", "err", err)
+			s.Close()
+		}
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if failed != nil {
+		return fmt.Errorf("stopped: %w", failed)
 	}
-	return nil
+	var firstErr error
+	for range servers {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// fatalStop is the first failure that must stop serve.
+type fatalStop struct {
+	once sync.Once
+	done chan struct{}
+	err  error
+}
+
+func newFatal() *fatalStop { return &fatalStop{done: make(chan struct{})} }
+
+func (f *fatalStop) stop(err error) {
+	f.once.Do(func() { f.err = err; close(f.done) })
+}
+
+// goSafe runs fn in a goroutine, then after (always). A panic in fn stops
+// serve through f instead of killing the process: systemd would restart
+// it into the same panic, with nothing said but a stack trace.
+func goSafe(f *fatalStop, name string, fn, after func()) {
+	go func() {
+		defer after()
+		defer func() {
+			if v := recover(); v != nil {
+				f.stop(fmt.Errorf("the %s stopped: %w (a bug in vmsauth: please report it with the service's log)", name, auth.Recovered(v)))
+			}
+		}()
+		fn()
+	}()
 }
 
 // releaseEvery is how often serve gives back the pages of the database file
@@ -200,13 +302,18 @@ func sweep(ctx context.Context, db *store.DB, log *slog.Logger) {
 	}
 }
 
-// openService opens the database in dir (creating dir if needed) and
-// builds the rules on it.
+// openService opens the database in dir (creating dir and the database if
+// needed, unless read-only) and builds the rules on it.
 func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *auth.Service, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	path := filepath.Join(dir, databaseFile)
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("no database in %s yet (vmsauth serve or vmsauth user add makes it)", dir)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(filepath.Join(dir, databaseFile), opts)
+	db, err := store.Open(path, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -222,10 +329,27 @@ func openService(dir string, acfg auth.Config, opts store.Options) (*store.DB, *
 	return db, svc, nil
 }
 
-// bootstrapAdmin makes the first administrator on an empty database. Its
-// password comes from VMSAUTH_ADMIN_PASSWORD, or is generated, printed once
-// and kept in DATA/initial-admin-password (0600) for the installer.
-func bootstrapAdmin(ctx context.Context, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer) error {
+// bootstrapAdmin makes the first administrator on a database that never
+// held a user. Its password comes from VMSAUTH_ADMIN_PASSWORD, or is
+// generated, printed once and kept in DATA/initial-admin-password (0600)
+// for the installer. A file whose users were all deleted gets no new admin:
+// one who can open the box adds one with "vmsauth user add".
+func bootstrapAdmin(ctx context.Context, db *store.DB, svc *auth.Service, dir string, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
+	held, err := db.HeldUsers()
+	if err != nil {
+		return err
+	}
+	if held {
+		if n, err := db.CountUsers(); err == nil && n == 0 {
+			log.Warn("the database has no users left; add one with: vmsauth user add --login NAME --api admin --permissions all")
+		}
+		return nil
+	}
+	// The admin is the first write: the file must be sound before it (a
+	// file with no user is small; the check is quick).
+	if err := db.Check(); err != nil {
+		return err
+	}
 	password := getenv("VMSAUTH_ADMIN_PASSWORD")
 	generated := password == ""
 	if generated {

@@ -60,7 +60,8 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		login, pos = pos[0], pos[1:]
 	}
 
-	return withService(ctx, dataDir, auth.Config{BcryptCost: cost}, original, stdin, stdout, stderr, func(l *local) error {
+	readOnly := sub == "list" || sub == "show"
+	return withService(ctx, dataDir, auth.Config{BcryptCost: cost}, readOnly, original, stdin, stdout, stderr, func(l *local) error {
 		return userRun(ctx, l.svc, sub, login, pos, auth.NewUser{
 			Login: login, Name: name, APIs: parseAPIs(apis), Permissions: permissionList(perms),
 			SessionsLimit: limit, PasswordHash: importHash,

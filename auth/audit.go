@@ -146,8 +146,17 @@ func (a *Auditor) Flush() {
 	}
 }
 
+// loop writes until Close. A panic stops it (entries then wait in memory,
+// bounded, until Close) and goes to onError as a *PanicError, for the owner
+// to stop the service: a dead writer must not take the process down
+// silently, nor leave it running without a trail.
 func (a *Auditor) loop() {
 	defer close(a.stopped)
+	defer func() {
+		if v := recover(); v != nil {
+			a.onError(Recovered(v))
+		}
+	}()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

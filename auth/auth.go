@@ -220,4 +220,10 @@ type Store interface {
 	// it deletes every session and refresh token of its family instead and
 	// returns ErrRefreshReused; ErrTokenInvalid if old does not exist.
 	RotateRefresh(old TokenHash, s *Session, r *Refresh) error
+
+	// Health is nil while the store can be trusted: it wraps
+	// ErrStoreDamaged once a read or write found the file damaged,
+	// ErrStoreWriteFailed while its last write failed, and
+	// ErrStoreChecking until its start-up check has passed.
+	Health() error
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 )
 
@@ -23,7 +24,35 @@ var (
 	ErrTokenInvalid  = errors.New("auth: token invalid")
 	ErrTokenExpired  = errors.New("auth: token expired")
 	ErrRefreshReused = errors.New("auth: refresh token reused; its chain is ended")
+
+	// What a Store's Health reports, for /healthz to name without telling
+	// a client more: the file is damaged (nothing more can be trusted of
+	// it), the last write failed (a full disk, say) and none has succeeded
+	// since, or the check of the file that follows a start has not finished.
+	ErrStoreDamaged     = errors.New("damaged")
+	ErrStoreWriteFailed = errors.New("the last database write failed")
+	ErrStoreChecking    = errors.New("the database check has not finished")
 )
+
+// PanicError is a panic recovered in a goroutine that must not take the
+// process down with it, with where it happened: the goroutine's owner
+// decides what to do about it (serve stops cleanly).
+type PanicError struct {
+	Value any
+	Stack string // the panicking goroutine's stack, for the log
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// Recovered makes a PanicError of a recovered value, with the stack from
+// the panic down.
+func Recovered(v any) *PanicError {
+	stack := string(debug.Stack())
+	if i := strings.Index(stack, "\npanic("); i >= 0 {
+		stack = stack[i+1:]
+	}
+	return &PanicError{Value: v, Stack: stack}
+}
 
 // SessionLimitError is returned when a client login would exceed the user's
 // session limit. It lists the live sessions so the client can offer to end

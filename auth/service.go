@@ -423,8 +423,12 @@ func (s *Service) Refresh(refreshToken string, meta ClientMeta) (*Issued, error)
 	return out, nil
 }
 
-// Health reports whether the store answers.
+// Health reports whether the store answers and can be trusted to write
+// (see Store.Health).
 func (s *Service) Health() error {
+	if err := s.store.Health(); err != nil {
+		return err
+	}
 	_, err := s.store.CountUsers()
 	return err
 }

@@ -6,37 +6,25 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 	"vmsauth/store"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newService returns rules over a real bbolt file and a movable clock.
-func newService(t *testing.T, cost int) (*auth.Service, *store.DB, *clock) {
+func newService(t *testing.T, cost int) (*auth.Service, *store.DB, *testkit.Clock) {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "test.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	clk := &clock{t: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC))
 	svc, err := auth.New(db, auth.Config{BcryptCost: cost, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -265,17 +253,17 @@ func TestTokenLifetimes(t *testing.T) {
 	check("", "", auth.ErrTokenMissing)
 	check("garbage", "", auth.ErrTokenInvalid)
 
-	clk.Add(auth.DefaultAdminTTL - time.Second)
+	clk.Advance(auth.DefaultAdminTTL - time.Second)
 	check(admin, auth.APIAdmin, nil)
 	check(client, auth.APIClient, nil) // use keeps a client session alive
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	check(admin, auth.APIAdmin, auth.ErrTokenExpired)
 	check(integ, auth.APIIntegration, nil)
-	clk.Add(auth.DefaultIntegrationTTL - auth.DefaultAdminTTL)
+	clk.Advance(auth.DefaultIntegrationTTL - auth.DefaultAdminTTL)
 	check(integ, auth.APIIntegration, auth.ErrTokenExpired)
 
 	// The idle session was last used at issue; the used one 12 h later.
-	clk.Add(auth.DefaultClientIdle - auth.DefaultIntegrationTTL)
+	clk.Advance(auth.DefaultClientIdle - auth.DefaultIntegrationTTL)
 	check(idle, auth.APIClient, auth.ErrTokenExpired)
 	check(client, auth.APIClient, nil)
 
@@ -284,7 +272,7 @@ func TestTokenLifetimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if _, _, err := svc.Authenticate(client, auth.APIClient, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +283,7 @@ func TestTokenLifetimes(t *testing.T) {
 	if !stored.LastSeen.Equal(sess.LastSeen) {
 		t.Fatalf("last seen written after 30 s: %s, want %s", stored.LastSeen, sess.LastSeen)
 	}
-	clk.Add(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	if _, _, err := svc.Authenticate(client, auth.APIClient, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +359,7 @@ func TestRefresh(t *testing.T) {
 	if _, _, err := svc.Authenticate(other.Token, auth.APIIntegration, ""); err != nil {
 		t.Fatalf("token of another chain: %v", err)
 	}
-	clk.Add(auth.DefaultRefreshTTL)
+	clk.Advance(auth.DefaultRefreshTTL)
 	if _, err := svc.Refresh(other.RefreshToken, auth.ClientMeta{}); !errors.Is(err, auth.ErrTokenExpired) {
 		t.Fatalf("refresh after 30 days: %v, want ErrTokenExpired", err)
 	}

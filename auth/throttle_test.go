@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 )
 
-func newThrottle(t *testing.T) (*auth.Throttle, *clock) {
+func newThrottle(t *testing.T) (*auth.Throttle, *testkit.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC))
 	return auth.NewThrottle(auth.ThrottleConfig{Now: clk.Now}), clk
 }
 
@@ -28,7 +29,7 @@ func TestThrottlePerIP(t *testing.T) {
 			t.Fatalf("request %d: %+v", i+1, d)
 		}
 		att.Succeeded() // successes count per IP all the same
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	d, _ := th.Begin("192.0.2.1", "someone")
 	if d.Allowed {
@@ -41,11 +42,11 @@ func TestThrottlePerIP(t *testing.T) {
 		t.Fatal("another IP was refused")
 	}
 	// The window frees exactly when the first request leaves it.
-	clk.t = first.Add(auth.DefaultWindow - time.Nanosecond)
+	clk.Set(first.Add(auth.DefaultWindow - time.Nanosecond))
 	if d, _ := th.Begin("192.0.2.1", "x"); d.Allowed {
 		t.Fatal("allowed before the window freed")
 	}
-	clk.t = first.Add(auth.DefaultWindow)
+	clk.Set(first.Add(auth.DefaultWindow))
 	if d, _ := th.Begin("192.0.2.1", "x"); !d.Allowed {
 		t.Fatal("refused after the window freed")
 	}
@@ -70,7 +71,7 @@ func TestThrottlePerLogin(t *testing.T) {
 			t.Fatalf("failure %d refused", i+1)
 		}
 	}
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	d, _ := th.Begin("203.0.113.200", "ALICE")
 	if d.Allowed || d.Remaining != 0 || d.RetryAfter(clk.Now()) != 540 {
 		t.Fatalf("11th failure: %+v, retry %d", d, d.RetryAfter(clk.Now()))
@@ -78,7 +79,7 @@ func TestThrottlePerLogin(t *testing.T) {
 	if d, _ := th.Begin("203.0.113.200", "bob"); !d.Allowed {
 		t.Fatal("another login was refused")
 	}
-	clk.Add(9 * time.Minute)
+	clk.Advance(9 * time.Minute)
 	if d, _ := th.Begin("203.0.113.201", "alice"); !d.Allowed {
 		t.Fatal("lock outlived its window")
 	}
@@ -109,12 +110,12 @@ func TestThrottleParallelBurst(t *testing.T) {
 // A full window refuses new keys rather than dropping one that holds
 // events: dropping it would hand its owner a fresh budget.
 func TestWindowBound(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testkit.NewClock(time.Now())
 	w := auth.NewWindow(10, time.Minute, 1000, clk.Now)
 	for i := range 100_000 {
 		w.Take(fmt.Sprintf("addr-%d", i%1000))
 		if i == 1000 {
-			clk.Add(time.Second)
+			clk.Advance(time.Second)
 		}
 	}
 	if n := w.Len(); n != 1000 {
@@ -132,7 +133,7 @@ func TestWindowBound(t *testing.T) {
 	}
 	// A minute after their last events the keys leave, and the newcomer
 	// gets a slot.
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if d := w.Take("newcomer"); !d.Allowed || d.Remaining != 9 {
 		t.Fatalf("after the window: %+v", d)
 	}
@@ -186,7 +187,7 @@ func (u users) UserByLogin(login string) (*auth.User, error) {
 // Locked logins, known or not, stay locked whatever other logins are
 // named meanwhile, and answer alike.
 func TestThrottleLockSurvivesFlood(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC))
 	th := auth.NewThrottle(auth.ThrottleConfig{IPLimit: 1000, MaxCounters: 100_000, Users: users{"alice": 1}, Now: clk.Now})
 	lock := func(login string) {
 		for i := range auth.DefaultLoginLimit {
@@ -226,7 +227,7 @@ func TestThrottleRefusalRuns(t *testing.T) {
 	if r := th.Ended(); len(r) != 0 {
 		t.Fatalf("runs ended while the lock holds: %+v", r)
 	}
-	clk.Add(auth.DefaultWindow)
+	clk.Advance(auth.DefaultWindow)
 	th.Begin("192.0.2.2", "")
 	r := th.Ended()
 	if len(r) != 1 || r[0].Kind != "ip" || r[0].Label != "192.0.2.1" || r[0].Count != 5 {
@@ -253,7 +254,7 @@ func (l *auditLog) Audit(auth.AuditFilter) ([]auth.AuditEntry, error) { return n
 // Entries about throttling have a budget of their own on top of the
 // trail's bound, so they never push checked attempts out.
 func TestAuditorThrottledBudget(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC))
 	log := &auditLog{}
 	a := auth.NewAuditor(log, 9000, 90*24*time.Hour, clk.Now, nil)
 	defer a.Close()
@@ -264,7 +265,7 @@ func TestAuditorThrottledBudget(t *testing.T) {
 		}
 	}
 	a.Record(auth.AuditEntry{Reason: "bad credentials"})
-	clk.Add(24 * time.Hour)
+	clk.Advance(24 * time.Hour)
 	if !a.RecordThrottled(auth.AuditEntry{Reason: "throttled"}) {
 		t.Fatal("the budget did not renew the next day")
 	}

@@ -307,6 +307,21 @@ func (s *Service) UpdateUser(actor Actor, id int64, p UserPatch) (*User, error) 
 	if err := s.authorize(id, func(u *User) error { return actor.mayUpdate(u, p) }); err != nil {
 		return nil, err
 	}
+	if err := validatePatch(p); err != nil {
+		return nil, err
+	}
+	return s.update(id, func(u *User) (bool, error) {
+		// Again in the transaction that writes, against the stored user.
+		if err := actor.mayUpdate(u, p); err != nil {
+			return false, err
+		}
+		return applyPatch(u, p, s.Now()), nil
+	})
+}
+
+// validatePatch checks the fields p sets, as CreateUser checks a new
+// user's: *ValidationError or nil.
+func validatePatch(p UserPatch) error {
 	var v ValidationError
 	if p.Name != nil {
 		if *p.Name == "" {
@@ -326,49 +341,39 @@ func (s *Service) UpdateUser(actor Actor, id int64, p UserPatch) (*User, error) 
 	if p.PTZPriority != nil {
 		checkRange(&v, "ptz_priority", *p.PTZPriority, 0, maxPTZPriority)
 	}
-	if err := v.Err(); err != nil {
-		return nil, err
+	return v.Err()
+}
+
+// applyPatch sets on u the fields p sets (p is valid) and stamps the
+// change at now. It reports whether the patch disables an enabled user,
+// whose sessions and tokens must then end.
+func applyPatch(u *User, p UserPatch, now time.Time) (endSessions bool) {
+	setIf(&u.Name, p.Name)
+	if p.APIs != nil {
+		u.APIs = sortedAPIs(*p.APIs)
 	}
-	return s.update(id, func(u *User) (bool, error) {
-		// Again in the transaction that writes, against the stored user.
-		if err := actor.mayUpdate(u, p); err != nil {
-			return false, err
-		}
-		if p.Name != nil {
-			u.Name = *p.Name
-		}
-		if p.APIs != nil {
-			u.APIs = sortedAPIs(*p.APIs)
-		}
-		if p.Permissions != nil {
-			u.Permissions = sortedPermissions(*p.Permissions)
-		}
-		if p.SessionsLimit != nil {
-			u.SessionsLimit = *p.SessionsLimit
-		}
-		if p.PTZPriority != nil {
-			u.PTZPriority = *p.PTZPriority
-		}
-		if p.ExpiredAt != nil {
-			u.ExpiredAt = *p.ExpiredAt
-		}
-		if p.CanUpdatePassword != nil {
-			u.CanUpdatePassword = *p.CanUpdatePassword
-		}
-		if p.CameraGroups != nil {
-			u.CameraGroups = *p.CameraGroups
-		}
-		if p.SubnetGroups != nil {
-			u.SubnetGroups = *p.SubnetGroups
-		}
-		end := false
-		if p.Disabled != nil {
-			end = *p.Disabled && !u.Disabled
-			u.Disabled = *p.Disabled
-		}
-		u.UpdatedAt = s.Now()
-		return end, nil
-	})
+	if p.Permissions != nil {
+		u.Permissions = sortedPermissions(*p.Permissions)
+	}
+	setIf(&u.SessionsLimit, p.SessionsLimit)
+	setIf(&u.PTZPriority, p.PTZPriority)
+	setIf(&u.ExpiredAt, p.ExpiredAt)
+	setIf(&u.CanUpdatePassword, p.CanUpdatePassword)
+	setIf(&u.CameraGroups, p.CameraGroups)
+	setIf(&u.SubnetGroups, p.SubnetGroups)
+	if p.Disabled != nil {
+		endSessions = *p.Disabled && !u.Disabled
+		u.Disabled = *p.Disabled
+	}
+	u.UpdatedAt = now
+	return endSessions
+}
+
+// setIf sets *dst to *v when the patch gives v.
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // UserSessions returns every session of a user, all APIs, live or not,

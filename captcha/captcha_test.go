@@ -6,26 +6,15 @@ import (
 	"fmt"
 	"image/png"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"vmsauth/internal/testkit"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newTest(t *testing.T) (*Captchas, *clock) {
+func newTest(t *testing.T) (*Captchas, *testkit.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	return mustNew(t, Config{Secret: secret(t), Now: clk.Now}), clk
 }
 
@@ -113,7 +102,7 @@ func TestVerify(t *testing.T) {
 	})
 	t.Run("Expired", func(t *testing.T) {
 		key, ans := newKey()
-		clk.Add(DefaultTTL)
+		clk.Advance(DefaultTTL)
 		if verify(t, c, key, ans) {
 			t.Fatal("expired captcha accepted")
 		}
@@ -123,7 +112,7 @@ func TestVerify(t *testing.T) {
 	})
 	t.Run("JustBeforeExpiry", func(t *testing.T) {
 		key, ans := newKey()
-		clk.Add(DefaultTTL - time.Second)
+		clk.Advance(DefaultTTL - time.Second)
 		if !verify(t, c, key, ans) {
 			t.Fatal("captcha refused before its TTL")
 		}
@@ -249,7 +238,7 @@ func TestFloodKeepsPending(t *testing.T) {
 }
 
 func TestUsedMemory(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	u := NewUsedMemory(3, clk.Now)
 	use := func(id string, ttl time.Duration) (bool, error) { return u.Use(id, clk.Now().Add(ttl)) }
 	for _, id := range []string{"a", "b", "c"} {
@@ -265,7 +254,7 @@ func TestUsedMemory(t *testing.T) {
 		t.Fatalf("d on a full memory: %v %v", first, err)
 	}
 	// Expired keys are dropped and make room.
-	clk.Add(time.Minute + usedSweepEvery)
+	clk.Advance(time.Minute + usedSweepEvery)
 	if first, err := use("d", time.Minute); !first || err != nil {
 		t.Fatalf("d after expiry: %v %v", first, err)
 	}
@@ -276,7 +265,7 @@ func TestUsedMemory(t *testing.T) {
 
 func TestGraceStoreBound(t *testing.T) {
 	const max = 50
-	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := NewStore(max, Grace, clk.Now)
 	s.Set("first", []byte("alice"))
 	for i := range 10 * max {
@@ -318,7 +307,7 @@ func TestGrace(t *testing.T) {
 		t.Fatal("grace spent twice")
 	}
 	c.GrantGrace("alice", "k2")
-	clk.Add(Grace)
+	clk.Advance(Grace)
 	if c.UseGrace("alice", "k2") {
 		t.Fatal("grace outlived its time")
 	}

@@ -388,6 +388,10 @@ func Unit(c Config) (string, error) {
 	line("ExecStart=%s", strings.Join(exec, " "))
 	line("Restart=on-failure")
 	line("RestartSec=5")
+	// vmsauth exits 3 on a damaged database: restarting cannot help, and
+	// every restart would only repeat the message. systemd stops there and
+	// the unit shows failed until someone restores a backup.
+	line("RestartPreventExitStatus=3")
 	line("LimitNOFILE=65536")
 	line("UMask=0077")
 	line("NoNewPrivileges=yes")

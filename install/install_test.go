@@ -70,6 +70,7 @@ func TestInstall(t *testing.T) {
 			`ExecStart="/usr/local/bin/vmsauth" "serve" "--listen=:9443" "--trusted-proxies=10.0.0.0/8, 192.168.0.0/16" "--analytic-licenses=a\"b\\c$$d%%e"` + "\n",
 			"Restart=on-failure\n",
 			"RestartSec=5\n",
+			"RestartPreventExitStatus=3\n",
 			"NoNewPrivileges=yes\n",
 			"ProtectSystem=strict\n",
 			"ProtectHome=yes\n",

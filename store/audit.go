@@ -18,7 +18,7 @@ var _ auth.AuditLog = (*DB)(nil)
 // maxAge, in one transaction. Keys are sequence numbers, so the oldest
 // entries come first in the bucket.
 func (db *DB) AppendAudit(entries []auth.AuditEntry, maxEntries int, maxAge time.Duration, now time.Time) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
 		for _, e := range entries {
 			seq, err := b.NextSequence()
@@ -66,7 +66,7 @@ func trimAudit(b *bolt.Bucket, max int, cut time.Time) error {
 func (db *DB) Audit(f auth.AuditFilter) ([]auth.AuditEntry, error) {
 	var out []auth.AuditEntry
 	login := strings.ToLower(f.Login)
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAudit).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			var e auth.AuditEntry

@@ -133,7 +133,7 @@ func BenchmarkCreateSession(b *testing.B) {
 
 // createSessions stores n client sessions of the user from 32 goroutines
 // at a time, as parallel logins would, and returns them by id.
-func createSessions(t *testing.T, db *DB, userID int64, n int) map[string]*auth.Session {
+func createSessions(t testing.TB, db *DB, userID int64, n int) map[string]*auth.Session {
 	t.Helper()
 	var (
 		mu      sync.Mutex

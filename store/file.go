@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // The layout of a bbolt meta page (go.etcd.io/bbolt/internal/common, v1.5):
@@ -28,15 +29,23 @@ const (
 
 type boltMeta struct {
 	pageSize uint32
+	root     uint64 // page of the root bucket
+	freelist uint64 // page of the free list, or noFreelist
 	pgid     uint64 // pages in use: the file must hold at least this many
 	txid     uint64
 }
 
+// noFreelist is the freelist page id of a file whose free list is not kept
+// (bbolt's NoFreelistSync, which vmsauth never sets).
+const noFreelist = ^uint64(0)
+
 // checkFile refuses what bbolt would misread: it silently turns a 0-byte
 // file into a new empty database (losing every user of a bad restore), and
-// it can fault on a truncated one while mapping it. A missing file is fine;
-// Open creates it.
-func checkFile(path string) error {
+// it can fault on a truncated or damaged one. A missing file is fine; Open
+// creates it. With walk, it also walks every page of the file (see
+// verify.go). The file is checked under a shared lock, taken within
+// timeout, so that no writer changes it meanwhile.
+func checkFile(path string, timeout time.Duration, walk bool) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -45,6 +54,17 @@ func checkFile(path string) error {
 		return fmt.Errorf("open database %s: %w", path, err)
 	}
 	defer f.Close()
+	if err := lockShared(f, timeout); errors.Is(err, errLockTimeout) {
+		return lockedError(path)
+	} else if err != nil {
+		return fmt.Errorf("open database %s: %w", path, err)
+	}
+	return verifyFile(f, path, walk)
+}
+
+// verifyFile checks that f is a whole bbolt file and, with walk, walks
+// every page of it (see verify.go).
+func verifyFile(f *os.File, path string, walk bool) error {
 	info, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", path, err)
@@ -56,7 +76,6 @@ func checkFile(path string) error {
 	case size == 0:
 		return fmt.Errorf("database %s is %w: it is empty (0 bytes); restore a backup, or remove it to start afresh", path, ErrInvalid)
 	}
-
 	m, ok := readMeta(f, 0)
 	if !ok {
 		// A crash while writing meta page 0 leaves page 1 intact, and bbolt
@@ -78,6 +97,12 @@ func checkFile(path string) error {
 	if size < need {
 		return fmt.Errorf("database %s is %w: it is truncated (%d bytes, needs %d); restore a backup", path, ErrInvalid, size, need)
 	}
+	if !walk {
+		return nil
+	}
+	if err := verifyPages(f, m); err != nil {
+		return fmt.Errorf("database %s is %w: %w; %s", path, ErrDamaged, err, restoreAdvice)
+	}
 	return nil
 }
 
@@ -92,6 +117,8 @@ func readMeta(f io.ReaderAt, off int64) (boltMeta, bool) {
 	h.Write(buf[metaSumStart:metaSumEnd])
 	m := boltMeta{
 		pageSize: le.Uint32(buf[metaOffset+8:]),
+		root:     le.Uint64(buf[metaOffset+16:]),
+		freelist: le.Uint64(buf[metaOffset+32:]),
 		pgid:     le.Uint64(buf[metaOffset+40:]),
 		txid:     le.Uint64(buf[metaOffset+48:]),
 	}

@@ -54,7 +54,7 @@ func scan(tx *bolt.Tx, bucket []byte, fn func(k, v []byte) error) error {
 }
 
 // releaseMapped is dropMapped in a transaction of its own.
-func (db *DB) releaseMapped() error { return db.bolt.View(dropMapped) }
+func (db *DB) releaseMapped() error { return db.view(dropMapped) }
 
 // releaser gives mapped pages back in the background every interval, and
 // has token checks give them back themselves every readRelease reads of the
@@ -79,6 +79,7 @@ func (r *releaser) due() bool {
 
 func (r *releaser) loop(db *DB) {
 	defer close(r.done)
+	defer db.recoverLoop("page releaser")
 	t := time.NewTicker(r.every)
 	defer t.Stop()
 	for {

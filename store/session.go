@@ -25,7 +25,7 @@ func (db *DB) CreateSession(s *auth.Session, opt auth.CreateOptions) error {
 	// tx, and each run sees what the batch wrote before it, as if that had
 	// committed first.
 	var ended []auth.TokenHash
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		ended = ended[:0]
 		return createSession(tx, s, opt, db.touches, &ended)
 	})
@@ -137,7 +137,7 @@ func (db *DB) storedSession(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 	gen := db.sessions.generation()
 	var state []byte
 	s = new(auth.Session)
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		if db.release.due() {
 			_ = dropMapped(tx)
 		}
@@ -163,7 +163,7 @@ func (db *DB) storedSession(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 func (db *DB) Session(id string) (s *auth.Session, err error) {
 	for {
 		gen := db.touches.generation()
-		err = db.bolt.View(func(tx *bolt.Tx) error {
+		err = db.view(func(tx *bolt.Tx) error {
 			s, err = session(tx, id)
 			return err
 		})
@@ -177,7 +177,7 @@ func (db *DB) Session(id string) (s *auth.Session, err error) {
 func (db *DB) UserSessions(userID int64) (sessions []*auth.Session, err error) {
 	for {
 		gen := db.touches.generation()
-		err = db.bolt.View(func(tx *bolt.Tx) error {
+		err = db.view(func(tx *bolt.Tx) error {
 			sessions, err = userSessions(tx, userID)
 			return err
 		})
@@ -196,7 +196,7 @@ func (db *DB) DeleteSession(id string) error {
 		h     auth.TokenHash
 		chain bool
 	)
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		s, err := session(tx, id)
 		if err != nil {
 			return err
@@ -219,7 +219,7 @@ func (db *DB) DeleteSession(id string) error {
 
 // Refresh returns the refresh token with hash h, or ErrTokenInvalid.
 func (db *DB) Refresh(h auth.TokenHash) (r *auth.Refresh, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		r, err = refresh(tx, h)
 		return err
 	})
@@ -233,7 +233,7 @@ func (db *DB) RotateRefresh(old auth.TokenHash, s *auth.Session, r *auth.Refresh
 	// A reuse ends a whole chain, whose sessions are not listed here.
 	defer db.sessions.reset()
 	reused := false
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		o, err := refresh(tx, old)
 		if err != nil {
 			return err

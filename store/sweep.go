@@ -45,7 +45,7 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 	defer db.sessions.reset()
 	n := 0
 	for batch := range slices.Chunk(sessions, sweepBatch) {
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.update(func(tx *bolt.Tx) error {
 			for _, h := range batch {
 				// Re-read: the session may have been used (and extended) or
 				// ended since the scan.
@@ -65,7 +65,7 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 		}
 	}
 	for batch := range slices.Chunk(refreshes, sweepBatch) {
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
+		err := db.update(func(tx *bolt.Tx) error {
 			for _, h := range batch {
 				r, err := get[auth.Refresh](tx, bucketRefresh, h)
 				if err != nil || r == nil {
@@ -91,7 +91,7 @@ func (db *DB) Sweep(now time.Time, keep time.Duration) (int, error) {
 // collect returns the keys of bucket whose values match.
 func (db *DB) collect(bucket []byte, match func(v []byte) (bool, error)) ([][]byte, error) {
 	var keys [][]byte
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		return scan(tx, bucket, func(k, v []byte) error {
 			ok, err := match(v)
 			if ok {
@@ -112,7 +112,7 @@ type Stats struct {
 func (db *DB) Stats() (Stats, error) {
 	defer db.releaseMapped()
 	var st Stats
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		st.Users = tx.Bucket(bucketUsers).Stats().KeyN
 		st.Sessions = tx.Bucket(bucketSessionState).Stats().KeyN
 		return nil
@@ -125,7 +125,7 @@ func (db *DB) Stats() (Stats, error) {
 func (db *DB) LiveSessions(now time.Time) (map[auth.API]int, error) {
 	defer db.releaseMapped()
 	counts := map[auth.API]int{}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		return scan(tx, bucketSessionState, func(_, v []byte) error {
 			api, expires, err := stateHead(v)
 			if err != nil {

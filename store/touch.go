@@ -164,6 +164,7 @@ func (t *touches) written(batch map[auth.TokenHash]touch) {
 // loop flushes every touchFlushEvery, or when kicked, until stopped.
 func (t *touches) loop(db *DB) {
 	defer close(t.done)
+	defer db.recoverLoop("activity writer")
 	tick := time.NewTicker(touchFlushEvery)
 	defer tick.Stop()
 	for {
@@ -226,7 +227,7 @@ func (db *DB) flushTouches() error {
 // and forgets their cached copies once committed.
 func (db *DB) writeTouches(batch map[auth.TokenHash]touch) error {
 	hashes := make([]auth.TokenHash, 0, len(batch))
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		states := tx.Bucket(bucketSessionState)
 		for h, n := range batch {
 			var s auth.Session

@@ -17,7 +17,7 @@ import (
 // CreateUser assigns u.ID and stores u; see auth.Store.
 func (db *DB) CreateUser(u *auth.User) error {
 	var id int64
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		if err := loginFree(tx, u.Login); err != nil {
 			return err
 		}
@@ -38,7 +38,7 @@ func (db *DB) CreateUser(u *auth.User) error {
 
 // User returns the user with the id; see auth.Store.
 func (db *DB) User(id int64) (u *auth.User, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		u, err = user(tx, id)
 		return err
 	})
@@ -47,7 +47,7 @@ func (db *DB) User(id int64) (u *auth.User, err error) {
 
 // UserByLogin finds a user by login, case-insensitively; see auth.Store.
 func (db *DB) UserByLogin(login string) (u *auth.User, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		id, err := loginOwner(tx, login)
 		if err != nil {
 			return err
@@ -60,7 +60,7 @@ func (db *DB) UserByLogin(login string) (u *auth.User, err error) {
 
 // Users returns every user ordered by id.
 func (db *DB) Users() (users []*auth.User, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUsers).ForEach(func(k, _ []byte) error {
 			u, err := get[auth.User](tx, bucketUsers, k)
 			users = append(users, u)
@@ -72,7 +72,7 @@ func (db *DB) Users() (users []*auth.User, err error) {
 
 // CountUsers returns how many users exist.
 func (db *DB) CountUsers() (n int, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketUsers).Stats().KeyN
 		return nil
 	})
@@ -85,7 +85,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err er
 	// Checks cache sessions with their users: a change, or the end of the
 	// user's sessions, must reach the next check.
 	defer db.sessions.reset()
-	err = db.bolt.Update(func(tx *bolt.Tx) error {
+	err = db.update(func(tx *bolt.Tx) error {
 		if u, err = user(tx, id); err != nil {
 			return err
 		}
@@ -114,7 +114,7 @@ func (db *DB) UpdateUser(id int64, fn func(u *auth.User) (end []auth.API, err er
 // DeleteUser removes the user with its sessions and refresh tokens.
 func (db *DB) DeleteUser(id int64) error {
 	defer db.sessions.reset()
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.update(func(tx *bolt.Tx) error {
 		u, err := user(tx, id)
 		if err != nil {
 			return err

@@ -10,7 +10,7 @@ import (
 )
 
 func (s *server) adminRoutes(r *gin.Engine) {
-	g := r.Group("/api/admin/v1")
+	g := r.Group("/api/admin/v1", useEnvelope(s.laravel))
 	g.POST("/auth/token", noStore, s.adminLogin)
 	authed := g.Group("", s.requireToken(auth.APIAdmin))
 	authed.GET("/auth/user", s.adminSelf)
@@ -28,18 +28,10 @@ func (s *server) adminLogin(c *gin.Context) {
 	errs := fieldErrors{}
 	login := requiredString(c, errs, fields, "login")
 	password := requiredString(c, errs, fields, "password")
-	if len(errs) > 0 {
-		att.Succeeded() // no password was tried
-		invalid(c, errs)
+	if fieldsRefused(c, att, errs) {
 		return
 	}
-	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
-		API: auth.APIAdmin, Login: login, Password: password, Meta: clientMeta(c),
-	})
-	s.logLogin(c, auth.APIAdmin, login, err)
-	if !errors.Is(err, auth.ErrBadCredentials) {
-		att.Succeeded()
-	}
+	issued, err := s.passwordLogin(c, att, auth.LoginRequest{API: auth.APIAdmin, Login: login, Password: password})
 	switch {
 	case err == nil:
 		c.JSON(http.StatusOK, struct {
@@ -125,9 +117,7 @@ func (s *server) changeOwnPassword(c *gin.Context) {
 	errs := fieldErrors{}
 	currentPassword := requiredString(c, errs, fields, "current_password")
 	password := requiredString(c, errs, fields, "password")
-	if len(errs) > 0 {
-		att.Succeeded() // no password was tried
-		invalid(c, errs)
+	if fieldsRefused(c, att, errs) {
 		return
 	}
 	err := s.svc.ChangeOwnPassword(c.Request.Context(), u, currentPassword, password)

@@ -163,16 +163,16 @@ func TestAdminTokenExpiry(t *testing.T) {
 	e.addUser("admin", adminAPI)
 	tok, _ := e.adminLogin("admin")
 	user := func() response { return e.do("GET", "/api/admin/v1/auth/user", nil, authz(tok)...) }
-	e.Clock.Add(12*time.Hour - time.Second)
+	e.Clock.Advance(12*time.Hour - time.Second)
 	wantStatus(t, user(), http.StatusOK)
-	e.Clock.Add(time.Second)
+	e.Clock.Advance(time.Second)
 	wantMessage(t, user(), http.StatusUnauthorized, msgUnauthenticated)
 	// Use does not extend an admin token, unlike a client session.
 	tok2, _ := e.adminLogin("admin")
 	for range 12 {
-		e.Clock.Add(time.Hour - time.Second)
+		e.Clock.Advance(time.Hour - time.Second)
 		wantStatus(t, e.do("GET", "/api/admin/v1/auth/user", nil, authz(tok2)...), http.StatusOK)
-		e.Clock.Add(time.Second)
+		e.Clock.Advance(time.Second)
 	}
 	wantStatus(t, e.do("GET", "/api/admin/v1/auth/user", nil, authz(tok2)...), http.StatusUnauthorized)
 }

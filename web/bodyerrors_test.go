@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 	"vmsauth/web"
 )
 
@@ -82,7 +83,7 @@ func wantBodyError(t *testing.T, r response, integration bool, status int, larav
 	}
 }
 
-func wantNoErrorLog(t *testing.T, log *syncBuffer) {
+func wantNoErrorLog(t *testing.T, log *testkit.LogBuffer) {
 	t.Helper()
 	if strings.Contains(log.String(), "level=ERROR") {
 		t.Fatalf("a client's doing logged as an error:\n%s", log)
@@ -90,7 +91,7 @@ func wantNoErrorLog(t *testing.T, log *syncBuffer) {
 }
 
 func TestBodyCutShort(t *testing.T) {
-	var log syncBuffer
+	var log testkit.LogBuffer
 	e := newEnv(t, withLog(&log))
 	addr := serveReal(t, e, 0)
 	for _, p := range bodyPaths {
@@ -106,7 +107,7 @@ func TestBodyCutShort(t *testing.T) {
 }
 
 func TestBodyStalled(t *testing.T) {
-	var log syncBuffer
+	var log testkit.LogBuffer
 	e := newEnv(t, withLog(&log))
 	addr := serveReal(t, e, 300*time.Millisecond)
 	for _, p := range bodyPaths {
@@ -125,7 +126,7 @@ func TestBodyStalled(t *testing.T) {
 // a login queues for it; its client closes the connection. The request's
 // context ends, and that is the client's doing: no 500, no ERROR line.
 func TestClientGivesUpWaitingForBcrypt(t *testing.T) {
-	var log syncBuffer
+	var log testkit.LogBuffer
 	oneWorker := func(a *auth.Config, _ *web.Options) { a.HashWorkers = 1 }
 	e := newEnv(t, withLog(&log), oneWorker)
 	// An imported hash of cost 12 (about 250 ms to check, many times that

@@ -1,8 +1,6 @@
 package web
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -22,8 +20,9 @@ const statusSessionLimit = 419
 const onlineWithin = 5 * time.Minute
 
 func (s *server) clientRoutes(r *gin.Engine) {
-	g := r.Group("/api/v1")
+	g := r.Group("/api/v1", useEnvelope(s.laravel))
 	g.POST("/token", noStore, s.clientLogin)
+	s.captchaRoutes(g)
 	authed := g.Group("", s.requireToken(auth.APIClient))
 	authed.GET("/users/self", s.clientSelf)
 	authed.POST("/logout", s.logout)
@@ -51,9 +50,7 @@ func (s *server) clientLogin(c *gin.Context) {
 		sessionID = ""
 	}
 	key, answer := s.captchaFields(c, errs, fields, login, sessionID)
-	if len(errs) > 0 {
-		att.Succeeded() // no password was tried
-		invalid(c, errs)
+	if fieldsRefused(c, att, errs) {
 		return
 	}
 	if !s.checkCaptcha(c, login, sessionID, key, answer) {
@@ -61,14 +58,9 @@ func (s *server) clientLogin(c *gin.Context) {
 		return
 	}
 
-	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
-		API: auth.APIClient, Login: login, Password: password,
-		ReplaceSession: sessionID, Meta: clientMeta(c),
+	issued, err := s.passwordLogin(c, att, auth.LoginRequest{
+		API: auth.APIClient, Login: login, Password: password, ReplaceSession: sessionID,
 	})
-	s.logLogin(c, auth.APIClient, login, err)
-	if !errors.Is(err, auth.ErrBadCredentials) {
-		att.Succeeded()
-	}
 	var limit *auth.SessionLimitError
 	switch {
 	case err == nil:
@@ -89,44 +81,6 @@ func (s *server) clientLogin(c *gin.Context) {
 
 // errCaptcha is logged for a login refused for its captcha.
 var errCaptcha = errors.New("wrong captcha")
-
-// beginLogin reads a Laravel-style login body and admits it past the
-// throttle, which comes before any field is checked.
-func (s *server) beginLogin(c *gin.Context, api auth.API) (map[string]json.RawMessage, *auth.Attempt, bool) {
-	fields, ok := s.loginFields(c)
-	if !ok {
-		return nil, nil, false
-	}
-	named, _, _ := stringField(fields, "login")
-	att, ok := s.admit(c, api, named)
-	return fields, att, ok
-}
-
-// loginFields reads a Laravel-style login body. Like Laravel, a body that is
-// not a JSON object counts as empty, so it is answered field by field with
-// "required" rather than with a parse error.
-func (s *server) loginFields(c *gin.Context) (map[string]json.RawMessage, bool) {
-	body, err := readBody(c)
-	if err != nil {
-		s.laravelError(c, err)
-		return nil, false
-	}
-	fields, _ := jsonObject(body)
-	return fields, true
-}
-
-// requiredString reads a required string field into errs' rules. Like
-// Laravel, an empty string counts as missing.
-func requiredString(c *gin.Context, errs fieldErrors, fields map[string]json.RawMessage, name string) string {
-	v, present, ok := stringField(fields, name)
-	switch {
-	case !ok:
-		errs.add(c, name, "string", "")
-	case !present || v == "":
-		errs.add(c, name, "required", "")
-	}
-	return v
-}
 
 // sessionLimit answers 419. While captchas are on, the captcha just solved
 // stays good for a retry with a session_id, for captcha.Grace.
@@ -160,75 +114,19 @@ type sessionLimitBody struct {
 	CaptchaWillRequiredIn *int    `json:"captcha_will_required_in,omitempty"`
 }
 
-// logLogin records a login attempt in the log, the audit trail and the
-// metrics. Passwords and tokens are never recorded.
-func (s *server) logLogin(c *gin.Context, api auth.API, login string, err error) {
-	// A client may name a 64 KiB login; slog quotes it (%q) whenever it
-	// holds anything but printable characters, so it cannot forge a line.
-	login = auth.Clip(login)
-	result, why := "ok", reason(err)
-	if err != nil {
-		result = "failed"
-		s.log.Warn("login failed", "api", api, "login", login, "ip", c.ClientIP(), "reason", why)
-	} else {
-		s.log.Info("login", "api", api, "login", login, "ip", c.ClientIP())
-	}
-	s.metrics.login(api, result, 1)
-	if s.audit != nil {
-		s.audit.Record(auth.AuditEntry{IP: c.ClientIP(), Login: login, API: api, Result: result, Reason: why})
-	}
-}
-
-// reason names why a login failed, in words fit for an audit trail.
-func reason(err error) string {
-	var limit *auth.SessionLimitError
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, auth.ErrBadCredentials):
-		return "bad credentials"
-	case errors.Is(err, auth.ErrAccountDisabled):
-		return "account disabled"
-	case errors.Is(err, auth.ErrAccountExpired):
-		return "account expired"
-	case errors.Is(err, auth.ErrNoAccess):
-		return "no access to this API"
-	case errors.As(err, &limit):
-		return "session limit reached"
-	case errors.Is(err, auth.ErrSessionNotFound):
-		return "unknown session_id"
-	case errors.Is(err, errCaptcha):
-		return "wrong captcha"
-	case errors.Is(err, errCurrentPassword):
-		return "wrong current password"
-	case errors.Is(err, context.Canceled):
-		return "client gave up"
-	}
-	return "internal error"
-}
-
 // requireToken authenticates the bearer token of api and keeps its session
 // and user in the context for the handler.
 func (s *server) requireToken(api auth.API) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sess, u, err := s.svc.Authenticate(bearer(c), api, c.ClientIP())
 		if err != nil {
-			s.tokenError(c, api, err)
+			s.envelope(c).tokenError(c, err)
 			return
 		}
 		c.Set(ctxSession, sess)
 		c.Set(ctxUser, u)
 		c.Next()
 	}
-}
-
-// tokenError answers a failed token check in api's envelope.
-func (s *server) tokenError(c *gin.Context, api auth.API, err error) {
-	if api == auth.APIIntegration {
-		s.integrationTokenError(c, err)
-		return
-	}
-	s.laravelError(c, err)
 }
 
 const (

@@ -342,13 +342,13 @@ func TestClientSessionLimit(t *testing.T) {
 	ids := make([]string, len(devices))
 	for i, d := range devices {
 		if i > 0 {
-			e.Clock.Add(2 * time.Minute)
+			e.Clock.Advance(2 * time.Minute)
 		}
 		var body map[string]any
 		tokens[i], body = e.clientLogin("alice", "X-Client", d.client, "User-Agent", d.ua, "X-UUID", d.uuid)
 		ids[i] = body["user"].(map[string]any)["access_token_id"].(string)
 	}
-	e.Clock.Add(time.Minute) // sessions are now 9, 7, 5, 3 and 1 minutes old
+	e.Clock.Advance(time.Minute) // sessions are now 9, 7, 5, 3 and 1 minutes old
 
 	limited := func(t *testing.T, headers ...string) []any {
 		t.Helper()
@@ -538,7 +538,7 @@ func TestClientSessions(t *testing.T) {
 	e.addUser("alice", allAPIs)
 	e.addUser("bob", clientAPI)
 	tokA, bodyA := e.clientLogin("alice", "X-Client", "ios", "User-Agent", "VMS iOS")
-	e.Clock.Add(10 * time.Minute)
+	e.Clock.Advance(10 * time.Minute)
 	tokB, bodyB := e.clientLogin("alice", "X-Client", "web", "User-Agent", "Mozilla/5.0")
 	e.adminLogin("alice")       // not a client session: not listed
 	e.integrationLogin("alice") // likewise
@@ -640,9 +640,9 @@ func TestClientSessionIdle(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", clientAPI)
 		tok, _ := e.clientLogin("alice")
-		e.Clock.Add(30*24*time.Hour - time.Second)
+		e.Clock.Advance(30*24*time.Hour - time.Second)
 		wantStatus(t, self(e, tok), http.StatusOK)
-		e.Clock.Add(30 * 24 * time.Hour)
+		e.Clock.Advance(30 * 24 * time.Hour)
 		wantMessage(t, self(e, tok), http.StatusUnauthorized, msgUnauthenticated)
 		// An expired session is no longer listed or counted.
 		tok2, _ := e.clientLogin("alice")
@@ -657,10 +657,10 @@ func TestClientSessionIdle(t *testing.T) {
 		e.addUser("alice", clientAPI)
 		tok, _ := e.clientLogin("alice")
 		for range 3 { // 60 days in all, never 30 idle
-			e.Clock.Add(20 * 24 * time.Hour)
+			e.Clock.Advance(20 * 24 * time.Hour)
 			wantStatus(t, self(e, tok), http.StatusOK)
 		}
-		e.Clock.Add(30 * 24 * time.Hour)
+		e.Clock.Advance(30 * 24 * time.Hour)
 		wantStatus(t, self(e, tok), http.StatusUnauthorized)
 	})
 
@@ -669,12 +669,12 @@ func TestClientSessionIdle(t *testing.T) {
 		e.addUser("alice", clientAPI)
 		tok, _ := e.clientLogin("alice")
 		login := e.Clock.Now()
-		e.Clock.Add(30 * time.Second)
+		e.Clock.Advance(30 * time.Second)
 		wantStatus(t, self(e, tok), http.StatusOK)
 		if s := e.sessionOf(tok); !s.LastSeen.Equal(login) || !s.ExpiresAt.Equal(login.Add(auth.DefaultClientIdle)) {
 			t.Errorf("after 30 s: last seen %v, expires %v; want the login's %v, unchanged", s.LastSeen, s.ExpiresAt, login)
 		}
-		e.Clock.Add(31 * time.Second)
+		e.Clock.Advance(31 * time.Second)
 		wantStatus(t, self(e, tok), http.StatusOK)
 		now := e.Clock.Now()
 		if s := e.sessionOf(tok); !s.LastSeen.Equal(now) || !s.ExpiresAt.Equal(now.Add(auth.DefaultClientIdle)) {

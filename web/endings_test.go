@@ -75,7 +75,7 @@ func TestIntegrationLogoutErrors(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice", allAPIs)
 	expired, _ := e.integrationLogin("alice")
-	e.Clock.Add(25 * time.Hour)
+	e.Clock.Advance(25 * time.Hour)
 	client, _ := e.clientLogin("alice")
 	tests := []struct {
 		name    string
@@ -144,7 +144,7 @@ func TestTakingAccessAwayEndsSessions(t *testing.T) {
 		})
 		_, root := e.root()
 		client, _ := e.clientLogin("alice")
-		e.Clock.Add(2 * time.Hour)
+		e.Clock.Advance(2 * time.Hour)
 		wantStatus(t, e.do("GET", "/api/v1/users/self", nil, authz(client)...), http.StatusUnauthorized)
 		patch(e, root, alice.ID, map[string]any{"expired_at": stamp(e.Clock.Now().Add(30 * 24 * time.Hour))})
 		wantStatus(t, e.do("GET", "/api/v1/users/self", nil, authz(client)...), http.StatusUnauthorized)

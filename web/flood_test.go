@@ -23,6 +23,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/captcha"
+	"vmsauth/internal/testkit"
 	"vmsauth/store"
 	"vmsauth/web"
 )
@@ -36,7 +37,7 @@ func floodEnv(t *testing.T, cfg auth.ThrottleConfig, auditMax int, logw io.Write
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	svc, err := auth.New(db, auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestThrottleTableFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantThrottle(t, r, e.Clock.Now(), 600)
-	e.Clock.Add(10 * time.Minute)
+	e.Clock.Advance(10 * time.Minute)
 	r, err = post(from(t, "127.0.0.9"), e.URL+"/api/v1/token", `{"login":"a","password":"b","captcha":"1","key":"k"}`)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ func TestThrottleIPv6Client(t *testing.T) {
 // refused requests naming a 60 KB login, are counted, not written one by
 // one; the attempts that were checked stay in the audit trail.
 func TestThrottledFloodCounted(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	e, audit := floodEnv(t, auth.ThrottleConfig{}, 1000, &logs, "127.0.0.1")
 	e.addUser("alice", clientAPI)
 	long := strings.Repeat("a", 60_000)
@@ -271,7 +272,7 @@ func TestThrottledFloodCounted(t *testing.T) {
 	}
 
 	// When the window ends, one summary per lock says how many it refused.
-	e.Clock.Add(10 * time.Minute)
+	e.Clock.Advance(10 * time.Minute)
 	wantStatus(t, send("alice", "192.0.2.99"), http.StatusUnprocessableEntity)
 	for _, want := range []string{"refused=3000", "refused=1000"} {
 		if !strings.Contains(logs.String(), want) {

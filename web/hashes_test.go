@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 	"vmsauth/store"
 )
 
@@ -109,7 +110,7 @@ func TestRehashLosesToPasswordChange(t *testing.T) {
 // edit) is not run: a cost-31 hash would hold a hash worker for days. The
 // login fails like a wrong password, and the box logs it once.
 func TestStoredHashCostTooHigh(t *testing.T) {
-	var log syncBuffer
+	var log testkit.LogBuffer
 	e := newEnv(t, withLog(&log))
 	alice := e.importUser(auth.MinImportCost)
 	h, _ := bcrypt.GenerateFromPassword([]byte("password1"), bcrypt.MinCost)

@@ -13,34 +13,16 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 	"vmsauth/store"
 	"vmsauth/web"
 )
-
-// clock is a settable time source so tests move time without sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // env is one running vmsauth: real bbolt file, real router, real HTTP.
 type env struct {
@@ -48,7 +30,7 @@ type env struct {
 	URL   string
 	Svc   *auth.Service
 	DB    *store.DB
-	Clock *clock
+	Clock *testkit.Clock
 	// Handler is the router, for tests that serve it their own way.
 	Handler http.Handler
 }
@@ -70,7 +52,7 @@ func newEnvOver(t *testing.T, wrap func(*store.DB) auth.Store, opts ...envOption
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := testkit.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	wopt := web.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	acfg := auth.Config{BcryptCost: bcrypt.MinCost, Now: clk.Now, Logger: wopt.Logger}
 	for _, o := range opts {
@@ -370,24 +352,6 @@ func object(t *testing.T, what string, v any) map[string]any {
 
 // stamp is a time as the client and admin APIs format it.
 func stamp(t time.Time) string { return t.Local().Format(time.DateTime) }
-
-// syncBuffer collects log output written by server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Options for newEnv.
 func withLicenses(l ...auth.License) envOption {

@@ -60,7 +60,7 @@ func integrationError(c *gin.Context, status, code int) {
 }
 
 func (s *server) integrationRoutes(r *gin.Engine) {
-	g := r.Group("/v1")
+	g := r.Group("/v1", useEnvelope(s.integration))
 	g.POST("/login_check", noStore, s.integrationLogin)
 	g.POST("/token/refresh", noStore, s.integrationRefresh)
 	g.GET("/me", s.requireToken(auth.APIIntegration), s.integrationMe)
@@ -123,13 +123,7 @@ func (s *server) integrationLogin(c *gin.Context) {
 		att.Succeeded() // no password was tried
 		return
 	}
-	issued, err := s.svc.Login(c.Request.Context(), auth.LoginRequest{
-		API: auth.APIIntegration, Login: f[0], Password: f[1], Meta: clientMeta(c),
-	})
-	s.logLogin(c, auth.APIIntegration, f[0], err)
-	if !errors.Is(err, auth.ErrBadCredentials) {
-		att.Succeeded()
-	}
+	issued, err := s.passwordLogin(c, att, auth.LoginRequest{API: auth.APIIntegration, Login: f[0], Password: f[1]})
 	switch {
 	case err == nil:
 		s.tokenPair(c, issued)

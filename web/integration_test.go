@@ -178,7 +178,7 @@ func TestIntegrationTokens(t *testing.T) {
 		"id": alice.ID, "username": "alice", "expires_at": stamp(e.Clock.Now().Add(24 * time.Hour)),
 	})))
 
-	e.Clock.Add(time.Hour)
+	e.Clock.Advance(time.Hour)
 	second, _ := e.integrationLogin("alice")
 	wantStatus(t, me(authz(first)...), http.StatusOK) // a new token leaves earlier ones valid
 	wantStatus(t, me(authz(second)...), http.StatusOK)
@@ -190,12 +190,12 @@ func TestIntegrationTokens(t *testing.T) {
 		wantCode(t, me(authz(rt)...), codeTokenInvalid)
 	})
 	t.Run("ErrExpired", func(t *testing.T) {
-		e.Clock.Add(23*time.Hour - time.Second) // first is 24 h old less a second
+		e.Clock.Advance(23*time.Hour - time.Second) // first is 24 h old less a second
 		wantStatus(t, me(authz(first)...), http.StatusOK)
-		e.Clock.Add(time.Second)
+		e.Clock.Advance(time.Second)
 		wantCode(t, me(authz(first)...), codeTokenExpired)
 		wantStatus(t, me(authz(second)...), http.StatusOK)
-		e.Clock.Add(time.Hour)
+		e.Clock.Advance(time.Hour)
 		wantCode(t, me(authz(second)...), codeTokenExpired)
 	})
 	t.Run("ErrEndedWithAccount", func(t *testing.T) {
@@ -223,7 +223,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		tok1, rt1 := e.integrationLogin("alice")
 		otherTok, otherRT := e.integrationLogin("alice") // a separate chain
 
-		e.Clock.Add(time.Hour)
+		e.Clock.Advance(time.Hour)
 		tok2, rt2 := checkTokenPair(t, e, refresh(e, rt1))
 		if tok2 == tok1 || rt2 == rt1 {
 			t.Fatal("refresh returned the old pair")
@@ -251,11 +251,11 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", integrationAPI)
 		_, rt := e.integrationLogin("alice")
-		e.Clock.Add(23 * time.Hour)
+		e.Clock.Advance(23 * time.Hour)
 		tok, _ := checkTokenPair(t, e, refresh(e, rt))
-		e.Clock.Add(24*time.Hour - time.Second)
+		e.Clock.Advance(24*time.Hour - time.Second)
 		wantStatus(t, me(e, tok), http.StatusOK)
-		e.Clock.Add(time.Second)
+		e.Clock.Advance(time.Second)
 		wantCode(t, me(e, tok), codeTokenExpired)
 	})
 
@@ -263,7 +263,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", integrationAPI)
 		tok, rt := e.integrationLogin("alice")
-		e.Clock.Add(30*24*time.Hour - time.Second)
+		e.Clock.Advance(30*24*time.Hour - time.Second)
 		wantCode(t, me(e, tok), codeTokenExpired)
 		tok2, _ := checkTokenPair(t, e, refresh(e, rt))
 		wantStatus(t, me(e, tok2), http.StatusOK)
@@ -273,7 +273,7 @@ func TestIntegrationRefresh(t *testing.T) {
 		e := newEnv(t)
 		e.addUser("alice", integrationAPI)
 		_, rt := e.integrationLogin("alice")
-		e.Clock.Add(30 * 24 * time.Hour)
+		e.Clock.Advance(30 * 24 * time.Hour)
 		wantCode(t, refresh(e, rt), codeTokenExpired)
 	})
 
@@ -345,7 +345,7 @@ func TestInternalError(t *testing.T) {
 			http.StatusInternalServerError, internal},
 		{"IntegrationRefresh", "POST", "/v1/token/refresh", map[string]any{"refresh_token": "x"}, nil, http.StatusInternalServerError, internal},
 		{"IntegrationToken", "GET", "/v1/me", nil, authz(integration), http.StatusInternalServerError, internal},
-		{"Healthz", "GET", "/healthz", nil, nil, http.StatusServiceUnavailable, `{"status":"unavailable"}`},
+		{"Healthz", "GET", "/healthz", nil, nil, http.StatusServiceUnavailable, `{"status":"unavailable","reason":"database unavailable"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -197,7 +197,7 @@ func (s *server) laravelError(c *gin.Context, err error) {
 	}
 }
 
-// internalError logs the cause and answers 500 in the path's envelope.
+// internalError logs the cause and answers 500 in the API's envelope.
 // Errors the client caused are not internal: every handler falls back to
 // this function, so it answers those (clientFault) instead, and a 500 or
 // an ERROR line always means the box is at fault.
@@ -206,28 +206,7 @@ func (s *server) internalError(c *gin.Context, err error) {
 		return
 	}
 	s.log.Error("internal error", "path", c.Request.URL.Path, "err", err)
-	if realm(c.Request.URL.Path) == auth.APIIntegration {
-		integrationError(c, http.StatusInternalServerError, codeInternal)
-		return
-	}
-	message(c, http.StatusInternalServerError, "server_error")
-}
-
-func (s *server) notFound(c *gin.Context) {
-	if realm(c.Request.URL.Path) == auth.APIIntegration {
-		integrationError(c, http.StatusNotFound, codeNotFound)
-		return
-	}
-	message(c, http.StatusNotFound, "not_found")
-}
-
-func (s *server) methodNotAllowed(c *gin.Context) {
-	if realm(c.Request.URL.Path) == auth.APIIntegration {
-		integrationError(c, http.StatusMethodNotAllowed, codeMethod)
-		return
-	}
-	c.AbortWithStatusJSON(http.StatusMethodNotAllowed, gin.H{"message": msg(c, "method",
-		":method", c.Request.Method, ":allowed", c.Writer.Header().Get("Allow"))})
+	s.envelope(c).fault(c, faultInternal)
 }
 
 // formatTime is the seed product's "YYYY-MM-DD HH:MM:SS", in the box's

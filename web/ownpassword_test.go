@@ -114,7 +114,7 @@ func TestChangeOwnPassword(t *testing.T) {
 		}
 		// The same budget holds the login form.
 		wantStatus(t, e.do("POST", "/api/admin/v1/auth/token", map[string]string{"login": "tech", "password": "password1"}), http.StatusTooManyRequests)
-		e.Clock.Add(auth.DefaultWindow)
+		e.Clock.Advance(auth.DefaultWindow)
 		wantJSON(t, guess("password1"), http.StatusOK, `{"status":"ok"}`)
 	})
 }

@@ -12,10 +12,11 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// The technician's admin page (SPEC §7): one HTML file, one script and one
-// style sheet, embedded so the box serves them with no network and no CDN.
-// The page talks only to the admin API and keeps its token in
-// sessionStorage, never in a cookie, so there is no CSRF surface.
+// The technician's admin page (SPEC §7): one HTML file, two scripts (its
+// texts in i18n.js, its code in app.js) and one style sheet, embedded so
+// the box serves them with no network and no CDN. The page talks only to
+// the admin API and keeps its token in sessionStorage, never in a cookie,
+// so there is no CSRF surface.
 //
 //go:embed page
 var pageFiles embed.FS
@@ -88,7 +89,7 @@ func (s *server) pageRoutes(r *gin.Engine) {
 		name := c.Param("name")
 		f, ok := files[name]
 		if !ok || name == "index.html" {
-			s.notFound(c)
+			s.envelope(c).fault(c, faultNotFound)
 			return
 		}
 		servePageFile(c, f)

@@ -95,6 +95,7 @@ func TestPageServed(t *testing.T) {
 	t.Run("Assets", func(t *testing.T) {
 		for path, ct := range map[string]string{
 			"/assets/app.js":      "text/javascript; charset=utf-8",
+			"/assets/i18n.js":     "text/javascript; charset=utf-8",
 			"/assets/app.css":     "text/css; charset=utf-8",
 			"/assets/favicon.svg": "image/svg+xml",
 		} {
@@ -108,11 +109,13 @@ func TestPageServed(t *testing.T) {
 			}
 			wantPageHeaders(t, r)
 		}
-		js := string(e.do("GET", "/assets/app.js", nil).Body)
 		// Text from the user store reaches the page only as text.
-		for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "localStorage", "document.cookie"} {
-			if strings.Contains(js, bad) {
-				t.Errorf("app.js uses %s", bad)
+		for _, name := range []string{"app.js", "i18n.js"} {
+			js := string(e.do("GET", "/assets/"+name, nil).Body)
+			for _, bad := range []string{"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "localStorage", "document.cookie"} {
+				if strings.Contains(js, bad) {
+					t.Errorf("%s uses %s", name, bad)
+				}
 			}
 		}
 	})

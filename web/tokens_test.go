@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/internal/testkit"
 )
 
 // SPEC §4: using tokens, /auth/verify for the rest of the box, /healthz,
@@ -24,7 +25,7 @@ func TestVerify(t *testing.T) {
 	bob := e.addUser("bob", clientAPI)
 	tokens := map[string]string{"garbage": "garbage"}
 	tokens["expired integration"], _ = e.integrationLogin("alice")
-	e.Clock.Add(24 * time.Hour)
+	e.Clock.Advance(24 * time.Hour)
 	tokens["client"], _ = e.clientLogin("alice")
 	tokens["admin"], _ = e.adminLogin("alice")
 	tokens["integration"], _ = e.integrationLogin("alice")
@@ -236,7 +237,7 @@ func TestClientIP(t *testing.T) {
 // Logs name the login and the address of a failure, and never hold a
 // password or a token.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	e := newEnv(t, withLog(&logs))
 	e.addUser("alice", allAPIs)
 	const wrong = "wrong-secret-pw"

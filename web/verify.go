@@ -26,15 +26,11 @@ func (s *server) verify(c *gin.Context) {
 	}
 	sess, u, err := s.svc.Authenticate(bearer(c), api, "")
 	if err != nil {
-		s.tokenError(c, api, err)
+		s.envelopeOf(api).tokenError(c, err)
 		return
 	}
 	if permission != "" && !u.Has(permission) {
-		if api == auth.APIIntegration {
-			integrationError(c, http.StatusForbidden, codeForbidden)
-		} else {
-			message(c, http.StatusForbidden, "forbidden")
-		}
+		s.envelopeOf(api).fault(c, faultForbidden)
 		return
 	}
 	h := c.Writer.Header()

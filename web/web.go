@@ -70,6 +70,8 @@ type server struct {
 	captchaLimit   *auth.Window
 	audit          *auth.Auditor
 	metrics        *metrics
+	// The two error envelopes, set on each API's route group.
+	laravel, integration envelope
 }
 
 func init() {
@@ -80,6 +82,24 @@ func init() {
 
 // New returns the HTTP handler of every vmsauth endpoint.
 func New(svc *auth.Service, opt Options) (http.Handler, error) {
+	hs, err := NewHandlers(svc, opt)
+	if err != nil {
+		return nil, err
+	}
+	return hs.Main, nil
+}
+
+// Handlers are vmsauth's two HTTP handlers, on one set of rules and metrics.
+type Handlers struct {
+	// Main serves every endpoint, for the HTTPS listener.
+	Main http.Handler
+	// ForwardAuth serves only /auth/verify and /healthz, for the
+	// plain-HTTP listener of the reverse proxy on the box itself.
+	ForwardAuth http.Handler
+}
+
+// NewHandlers returns both handlers.
+func NewHandlers(svc *auth.Service, opt Options) (*Handlers, error) {
 	if opt.BodyLimit <= 0 {
 		opt.BodyLimit = DefaultBodyLimit
 	}
@@ -101,6 +121,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 		captchas: opt.Captchas, requireCaptcha: opt.RequireCaptcha, captchaLimit: opt.CaptchaLimit,
 		audit: opt.Audit, metrics: newMetrics(opt.LiveSessions, opt.MetricsAllow),
 	}
+	s.laravel, s.integration = laravelEnvelope{s}, integrationEnvelope{s}
 
 	r := gin.New()
 	// Gin trusts X-Forwarded-For from everyone by default; a camera client
@@ -118,11 +139,10 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.RedirectFixedPath = false
 
 	r.Use(joinForwardedFor, s.metrics.observe, s.logRequests, s.recover, limitBody(opt.BodyLimit))
-	r.NoRoute(s.notFound)
-	r.NoMethod(s.methodNotAllowed)
+	r.NoRoute(s.unrouted(faultNotFound))
+	r.NoMethod(s.unrouted(faultMethod))
 
 	s.clientRoutes(r)
-	s.captchaRoutes(r)
 	s.adminRoutes(r)
 	s.integrationRoutes(r)
 	s.pageRoutes(r)
@@ -130,7 +150,7 @@ func New(svc *auth.Service, opt Options) (http.Handler, error) {
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
 	openAPIRoute(r)
-	return r, nil
+	return &Handlers{Main: r, ForwardAuth: s.forwardAuthRouter()}, nil
 }
 
 // joinForwardedFor makes every X-Forwarded-For line count: Gin reads only
@@ -142,18 +162,6 @@ func joinForwardedFor(c *gin.Context) {
 		c.Request.Header.Set("X-Forwarded-For", strings.Join(v, ","))
 	}
 	c.Next()
-}
-
-// realm tells which API a path belongs to, so errors outside any handler
-// (404, 405, panics, oversized bodies) still use that API's envelope.
-func realm(path string) auth.API {
-	switch {
-	case path == "/v1" || strings.HasPrefix(path, "/v1/"):
-		return auth.APIIntegration
-	case strings.HasPrefix(path, "/api/admin/"):
-		return auth.APIAdmin
-	}
-	return auth.APIClient
 }
 
 func (s *server) logRequests(c *gin.Context) {
@@ -244,15 +252,14 @@ const statusClientGone = 499
 // debug level only: they are no fault of the box, and a client can make
 // as many as it likes; the request metrics count them by status.
 func (s *server) clientFault(c *gin.Context, err error) bool {
-	var status, code int
-	var key string
+	var f fault
 	switch {
 	case errors.Is(err, errBodyTooLarge):
-		status, code, key = http.StatusRequestEntityTooLarge, codeTooLarge, "too_large"
+		f = faultTooLarge
 	case errors.Is(err, errBodyCut):
-		status, code, key = http.StatusBadRequest, codeBadBody, "bad_body"
+		f = faultBadBody
 	case errors.Is(err, errBodyTimeout):
-		status, code, key = http.StatusRequestTimeout, codeTimeout, "timeout"
+		f = faultTimeout
 	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
 		s.log.Debug("client gone before its answer", "path", c.Request.URL.Path, "ip", c.ClientIP())
 		c.AbortWithStatus(statusClientGone)
@@ -260,12 +267,8 @@ func (s *server) clientFault(c *gin.Context, err error) bool {
 	default:
 		return false
 	}
-	s.log.Debug("bad request body", "path", c.Request.URL.Path, "ip", c.ClientIP(), "status", status, "err", err)
-	if realm(c.Request.URL.Path) == auth.APIIntegration {
-		integrationError(c, status, code)
-	} else {
-		message(c, status, key)
-	}
+	s.log.Debug("bad request body", "path", c.Request.URL.Path, "ip", c.ClientIP(), "status", f.status, "err", err)
+	s.envelope(c).fault(c, f)
 	return true
 }
 
@@ -339,6 +342,21 @@ func guessClient(ua string) string {
 	return "other"
 }
 
+// healthReason names why the store is unhealthy, in words fit for anyone
+// who can reach /healthz: the kind of trouble, never a path or a cause,
+// which go to the log.
+func healthReason(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrStoreDamaged):
+		return "database damaged"
+	case errors.Is(err, auth.ErrStoreWriteFailed):
+		return "database write failed"
+	case errors.Is(err, auth.ErrStoreChecking):
+		return "database check running"
+	}
+	return "database unavailable"
+}
+
 // clip bounds a header value kept in the store.
 func clip(s string, n int) string {
 	if len(s) > n {
@@ -350,7 +368,7 @@ func clip(s string, n int) string {
 func (s *server) healthz(c *gin.Context) {
 	if err := s.svc.Health(); err != nil {
 		s.log.Error("health check failed", "err", err)
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable"})
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": healthReason(err)})
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})

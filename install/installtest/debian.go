@@ -1,17 +1,17 @@
 package installtest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"vmsauth/internal/testkit"
 )
 
 // Tests that need a real systemd boot Debian 12 in a container, as
@@ -102,25 +102,7 @@ type Machine struct {
 	t      testing.TB
 	leader int // the container's systemd, as the host sees it
 	cmd    *exec.Cmd
-	log    *lockedBuffer
-}
-
-// lockedBuffer is nspawn's output: written by exec's copier, read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log    *testkit.LogBuffer // nspawn's output: written by exec's copier, read by the test
 }
 
 // Boot boots root with systemd and waits until it is up. The root is
@@ -142,7 +124,7 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 	script := `mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec systemd-nspawn "$@"`
 	cmd := exec.Command("sh", append([]string{"-c", script, "sh"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS} // Go makes / private in it
-	m := &Machine{t: t, cmd: cmd, log: &lockedBuffer{}}
+	m := &Machine{t: t, cmd: cmd, log: &testkit.LogBuffer{}}
 	cmd.Stdout, cmd.Stderr = m.log, m.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
