@@ -44,7 +44,7 @@ func badServer(t *testing.T) (url string, svc *auth.Service) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := web.NewServer(ln.Addr().String(), h)
+	srv := web.NewServer(ln.Addr().String(), checkContract(t, h))
 	srv.ErrorLog = slog.NewLogLogger(slog.New(slog.NewTextHandler(io.Discard, nil)).Handler(), slog.LevelWarn)
 	done := make(chan struct{})
 	go func() { srv.Serve(ln); close(done) }()

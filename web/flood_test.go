@@ -51,7 +51,7 @@ func floodEnv(t *testing.T, cfg auth.ThrottleConfig, auditMax int, logw io.Write
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(checkContract(t, h))
 	t.Cleanup(srv.Close)
 	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk}, audit
 }

@@ -41,7 +41,7 @@ func TestForwardAuthHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	main := httptest.NewServer(hs.Main)
+	main := httptest.NewServer(checkContract(t, hs.Main))
 	t.Cleanup(main.Close)
 	sock := filepath.Join(t.TempDir(), "fa.sock")
 	ln, err := net.Listen("unix", sock)

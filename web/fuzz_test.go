@@ -248,7 +248,7 @@ func FuzzIntegrationLogin(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body, contentType string) {
 		rec := fuzzRequest(s.h, "POST", "/v1/login_check", body, "Content-Type", contentType)
-		checkIntegrationEnvelope(t, rec, "integration login", "token", "refresh_token")
+		checkIntegrationEnvelope(t, rec, "integration login", "token", "refresh_token", "date")
 	})
 }
 

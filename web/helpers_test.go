@@ -68,7 +68,8 @@ func newEnvOver(t *testing.T, wrap func(storetest.Backend) auth.Store, opts ...e
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	// Every exchange is checked against the OpenAPI document (openapi_test.go).
+	srv := httptest.NewServer(checkContract(t, h))
 	t.Cleanup(srv.Close)
 	return &env{t: t, URL: srv.URL, Svc: svc, DB: db, Clock: clk, Handler: h}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -157,14 +158,18 @@ func (s *server) integrationRefresh(c *gin.Context) {
 	s.tokenPair(c, issued)
 }
 
-// tokenPair answers a new token pair; the Date header carries its creation
-// time (seed 002's "date").
+// tokenPair answers a new token pair with its creation time, seed 002's
+// required "date": in the body (RFC 3339 with the box's offset), as the
+// seed's field list has it, and in the Date header, for clients written
+// against the seed's example body, which shows only the two tokens.
 func (s *server) tokenPair(c *gin.Context, issued *auth.Issued) {
-	c.Header("Date", issued.Session.CreatedAt.UTC().Format(http.TimeFormat))
+	created := issued.Session.CreatedAt
+	c.Header("Date", created.UTC().Format(http.TimeFormat))
 	c.JSON(http.StatusOK, struct {
 		Token        string `json:"token"`
 		RefreshToken string `json:"refresh_token"`
-	}{issued.Token, issued.RefreshToken})
+		Date         string `json:"date"`
+	}{issued.Token, issued.RefreshToken, created.Local().Format(time.RFC3339)})
 }
 
 // integrationTokenError maps token errors to the seed product's codes.

@@ -43,13 +43,14 @@ func wantCode(t *testing.T, r response, code int) {
 	wantIntegrationError(t, r, status, code, integrationMessages[code])
 }
 
-// checkTokenPair checks a 200 {"token","refresh_token"} answer and returns
-// the pair.
+// checkTokenPair checks a 200 {"token","refresh_token","date"} answer and
+// returns the pair. The creation time is both in the body (seed 002's
+// field list) and in the Date header.
 func checkTokenPair(t *testing.T, e *env, r response) (token, refresh string) {
 	t.Helper()
 	wantStatus(t, r, http.StatusOK)
 	body := r.JSON(t)
-	wantKeys(t, "body", body, "token", "refresh_token")
+	wantKeys(t, "body", body, "token", "refresh_token", "date")
 	token, _ = body["token"].(string)
 	refresh, _ = body["refresh_token"].(string)
 	if token == "" || refresh == "" || token == refresh {
@@ -57,6 +58,9 @@ func checkTokenPair(t *testing.T, e *env, r response) (token, refresh string) {
 	}
 	if got, want := r.Header.Get("Date"), e.Clock.Now().UTC().Format(http.TimeFormat); got != want {
 		t.Errorf("Date = %q, want the creation time %q", got, want)
+	}
+	if got, want := body["date"], e.Clock.Now().Local().Format(time.RFC3339); got != want {
+		t.Errorf("date = %v, want the creation time %q (RFC 3339, the box's offset)", got, want)
 	}
 	return token, refresh
 }

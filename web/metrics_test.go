@@ -52,7 +52,7 @@ func appliance(t *testing.T) (http.Handler, *auth.Auditor) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h, audit
+	return checkContract(t, h), audit
 }
 
 func serveOnce(h http.Handler, method, path, remote, body string, headers ...string) *httptest.ResponseRecorder {

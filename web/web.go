@@ -149,6 +149,7 @@ func NewHandlers(svc *auth.Service, opt Options) (*Handlers, error) {
 	r.GET("/auth/verify", s.verify)
 	r.GET("/healthz", s.healthz)
 	r.GET("/metrics", s.metrics.handler())
+	openAPIRoute(r)
 	return &Handlers{Main: r, ForwardAuth: s.forwardAuthRouter()}, nil
 }
 
