@@ -109,10 +109,14 @@ type Machine struct {
 // overlaid by a tmpfs (--volatile=overlay), so what the test changes
 // vanishes with the container and root stays as made. binds maps host
 // directories to where the container sees them, read-only. The container
-// shares the host's network; it is powered off at cleanup.
+// has a network of its own with only loopback (--private-network): a
+// service in it may listen on any port without meeting another test's, or
+// another engineer's, on the host's loopback, which once answered a test's
+// /healthz in place of its own service that had failed to bind the same
+// port. Reach it from inside (Run curl). It is powered off at cleanup.
 func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 	t.Helper()
-	args := []string{"--register=no", "--keep-unit", "--console=passive", "--volatile=overlay", "-D", root, "-b"}
+	args := []string{"--register=no", "--keep-unit", "--console=passive", "--volatile=overlay", "--private-network", "-D", root, "-b"}
 	for host, guest := range binds {
 		args = append(args, "--bind-ro="+host+":"+guest)
 	}
