@@ -139,6 +139,7 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 
 	// A loaded CI machine boots slowly.
 	deadline := time.Now().Add(120 * time.Second)
+	last := "no container init yet"
 	for {
 		select {
 		case <-exited:
@@ -150,13 +151,19 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 		m.leader = containerInit(cmd.Process.Pid)
 		if m.leader != 0 {
 			// "degraded" is up too: a unit of the minimal image failed.
+			// Polled rather than --wait: before the container's D-Bus is up
+			// systemctl fails at once, and --wait would need a bound of
+			// its own anyway. "starting" goes on until every start job is
+			// done, so the tests begin on a settled system.
 			state, _ := m.Run("systemctl", "is-system-running")
 			if state == "running" || state == "degraded" {
 				return m
 			}
+			last = "systemctl is-system-running: " + state
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container not up after 120 s: %s", m.log)
+			jobs, _ := m.Run("systemctl", "list-jobs", "--no-pager")
+			t.Fatalf("container not up after 120 s (%s); jobs:\n%s\nnspawn: %s", last, jobs, m.log)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
