@@ -54,8 +54,7 @@ func TestDebianPackage(t *testing.T) {
 		return out
 	}
 	data := serviceDataDir
-	// The container goes at the end: all this cleans up is a failure's log.
-	cleanUp(t, m, "true")
+	logOnFailure(t, m)
 
 	// A data directory that a root-run vmsauth left is taken over, but no
 	// file outside it through a link.

@@ -191,13 +191,19 @@ func serviceLog(m *installtest.Machine) string {
 // cleanUp runs undo (a shell command) in the container when t ends, even
 // when it failed, so that one failed subtest does not fail the next with
 // "already installed"; and when t failed, it first logs the service's
-// status and journal, so that a CI log says why.
+// status and journal (logOnFailure).
 func cleanUp(t *testing.T, m *installtest.Machine, undo string) {
 	t.Cleanup(func() {
 		if out, err := m.Run("sh", "-c", undo); err != nil && !t.Failed() {
 			t.Errorf("%s: %v: %s", undo, err, out)
 		}
 	})
+	logOnFailure(t, m)
+}
+
+// logOnFailure logs the service's status and journal when t has failed,
+// so that a CI log says why the service was not there.
+func logOnFailure(t *testing.T, m *installtest.Machine) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(serviceLog(m))
