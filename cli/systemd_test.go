@@ -137,7 +137,8 @@ func TestSystemdService(t *testing.T) {
 // asked from inside the container, answers 200 while that process is still
 // the main one. It returns that PID. Its bound is generous: a loaded CI
 // machine starts the service slowly, and the test waits for the event, not
-// for a time. On a timeout it says what systemd and the service said.
+// for a time. Callers register logOnFailure, which says what systemd and
+// the service said.
 func waitService(t *testing.T, m *installtest.Machine, base string, not int) int {
 	t.Helper()
 	var last string
@@ -152,7 +153,7 @@ func waitService(t *testing.T, m *installtest.Machine, base string, not int) int
 			last = fmt.Sprintf("%s, pid %d, /healthz: %s %v", state, pid, code, err)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the service (not pid %d) not up and healthy at %s after 60 s: %s\n%s", not, base, last, serviceLog(m))
+			t.Fatalf("the service (not pid %d) not up and healthy at %s after 60 s: %s (logOnFailure shows its status and journal)", not, base, last)
 		}
 	}
 }
