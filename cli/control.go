@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"vmsauth/auth"
@@ -72,13 +73,33 @@ type ctlResponse struct {
 	Stderr string `json:"stderr"`
 }
 
-// socketClient talks HTTP to the service's control socket.
+// socketWait bounds how long a command waits for the control socket of a
+// service that holds the database but has no socket yet. A starting
+// service locks the database, makes the first admin (a bcrypt hash: seconds
+// on a slow box) and only then opens its socket, so a command run just
+// after `vmsauth start` would otherwise fail with a missing socket.
+var socketWait = 10 * time.Second
+
+// socketClient talks HTTP to the service's control socket. A socket that
+// is missing or refuses is dialled again until socketWait has passed:
+// nothing was sent yet, so a retry cannot run a command twice.
 func socketClient(dataDir string) *http.Client {
 	path := filepath.Join(dataDir, socketFile)
 	return &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
+			deadline := time.Now().Add(socketWait)
+			for {
+				c, err := d.DialContext(ctx, "unix", path)
+				if err == nil || !(errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)) || time.Now().After(deadline) {
+					return c, err
+				}
+				select {
+				case <-ctx.Done():
+					return nil, err
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
 		},
 	}}
 }
@@ -92,7 +113,7 @@ func ctlDo(ctx context.Context, dataDir, method, path string, body io.Reader, lo
 	}
 	res, err := socketClient(dataDir).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w, and its control socket does not answer: %v", locked, err)
+		return nil, fmt.Errorf("%w, and its control socket does not answer after %v (is the service still starting, or stopping? see systemctl status vmsauth): %v", locked, socketWait, err)
 	}
 	return res, nil
 }

@@ -54,6 +54,7 @@ func TestDebianPackage(t *testing.T) {
 		return out
 	}
 	data := serviceDataDir
+	logOnFailure(t, m)
 
 	// A data directory that a root-run vmsauth left is taken over, but no
 	// file outside it through a link.
@@ -78,12 +79,11 @@ func TestDebianPackage(t *testing.T) {
 	unit := m.MustRun(t, "cat", "/lib/systemd/system/vmsauth.service")
 
 	// The installer's settings, then a start.
-	port := freePort(t, 1024, 65535)
+	port := 8443 // the container's loopback is its own: any port is free
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
 	m.MustRun(t, "sh", "-c", fmt.Sprintf("echo VMSAUTH_LISTEN=127.0.0.1:%d >> /etc/default/vmsauth", port))
 	m.MustRun(t, "systemctl", "start", "vmsauth")
-	waitHealthy(t, base)
-	pid := mainPID(t, m)
+	pid := waitService(t, m, base, 0)
 	if user := m.MustRun(t, "ps", "-o", "user=", "-p", strconv.Itoa(pid)); user != "vmsauth" {
 		t.Errorf("the service runs as %q, want vmsauth", user)
 	}
@@ -93,11 +93,13 @@ func TestDebianPackage(t *testing.T) {
 	}
 
 	// An upgrade restarts the running service on the new binary.
+	// try-restart has waited for the restart (Type=simple): the main PID is
+	// already the new one, or 0 if it failed to start.
 	apt("install", "./"+filepath.Base(newer))
-	waitHealthy(t, base)
-	if got := mainPID(t, m); got == pid || got == 0 {
+	if got := mainPID(t, m); got == pid {
 		t.Errorf("after the upgrade the service's pid is %d (was %d): not restarted", got, pid)
 	}
+	waitService(t, m, base, pid)
 	if v := m.MustRun(t, "dpkg-query", "-W", "-f", "${Version}", "vmsauth"); !strings.HasSuffix(v, ".dirty") {
 		t.Errorf("after the upgrade dpkg has version %q", v)
 	}
@@ -124,20 +126,20 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("after the reinstall the service is %q, want inactive", got)
 	}
 	m.MustRun(t, "systemctl", "start", "vmsauth")
-	waitHealthy(t, base)
+	waitService(t, m, base, 0)
 	if out := m.MustRun(t, "vmsauth", "user", "show", "alice", "--data", data); !strings.Contains(out, "alice") {
 		t.Errorf("after remove and reinstall, user show alice: %q", out)
 	}
 
 	// A port below 1024, with the drop-in the README gives for it.
-	low := freePort(t, 600, 1023)
+	low := 600
 	m.MustRun(t, "sh", "-c", fmt.Sprintf(`set -e
 mkdir -p /etc/systemd/system/vmsauth.service.d
 printf '[Service]\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\nPrivateUsers=no\n' > /etc/systemd/system/vmsauth.service.d/low-port.conf
 sed -i 's/^VMSAUTH_LISTEN=.*/VMSAUTH_LISTEN=127.0.0.1:%d/' /etc/default/vmsauth
 systemctl daemon-reload
 systemctl restart vmsauth`, low))
-	waitHealthy(t, fmt.Sprintf("https://127.0.0.1:%d", low))
+	waitService(t, m, fmt.Sprintf("https://127.0.0.1:%d", low), 0)
 	m.MustRun(t, "rm", "-r", "/etc/systemd/system/vmsauth.service.d")
 
 	// purge removes the package, its settings, its enablement and the data.

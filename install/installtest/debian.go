@@ -109,10 +109,14 @@ type Machine struct {
 // overlaid by a tmpfs (--volatile=overlay), so what the test changes
 // vanishes with the container and root stays as made. binds maps host
 // directories to where the container sees them, read-only. The container
-// shares the host's network; it is powered off at cleanup.
+// has a network of its own with only loopback (--private-network): a
+// service in it may listen on any port without meeting another test's, or
+// another engineer's, on the host's loopback, which once answered a test's
+// /healthz in place of its own service that had failed to bind the same
+// port. Reach it from inside (Run curl). It is powered off at cleanup.
 func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 	t.Helper()
-	args := []string{"--register=no", "--keep-unit", "--console=passive", "--volatile=overlay", "-D", root, "-b"}
+	args := []string{"--register=no", "--keep-unit", "--console=passive", "--volatile=overlay", "--private-network", "-D", root, "-b"}
 	for host, guest := range binds {
 		args = append(args, "--bind-ro="+host+":"+guest)
 	}
@@ -135,6 +139,7 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 
 	// A loaded CI machine boots slowly.
 	deadline := time.Now().Add(120 * time.Second)
+	last := "no container init yet"
 	for {
 		select {
 		case <-exited:
@@ -146,13 +151,19 @@ func Boot(t testing.TB, root string, binds map[string]string) *Machine {
 		m.leader = containerInit(cmd.Process.Pid)
 		if m.leader != 0 {
 			// "degraded" is up too: a unit of the minimal image failed.
+			// Polled rather than --wait: before the container's D-Bus is up
+			// systemctl fails at once, and --wait would need a bound of
+			// its own anyway. "starting" goes on until every start job is
+			// done, so the tests begin on a settled system.
 			state, _ := m.Run("systemctl", "is-system-running")
 			if state == "running" || state == "degraded" {
 				return m
 			}
+			last = "systemctl is-system-running: " + state
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container not up after 120 s: %s", m.log)
+			jobs, _ := m.Run("systemctl", "list-jobs", "--no-pager")
+			t.Fatalf("container not up after 120 s (%s); jobs:\n%s\nnspawn: %s", last, jobs, m.log)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
