@@ -1,0 +1,89 @@
+package etcdstore_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"vmsauth/auth"
+	"vmsauth/etcd"
+	"vmsauth/etcd/etcdtest"
+	"vmsauth/etcdstore"
+	"vmsauth/store/storetest"
+)
+
+// cases numbers the sub-prefixes, so that no two stores of one cluster see
+// each other's keys.
+var cases atomic.Int64
+
+// open is a store on the cluster under a prefix of its own, closed when t
+// ends.
+func open(t *testing.T, c *etcdtest.Cluster, endpoints ...string) *etcdstore.Store {
+	t.Helper()
+	if len(endpoints) == 0 {
+		endpoints = c.Endpoints()
+	}
+	s, err := etcdstore.Open(etcd.Config{Endpoints: endpoints}, fmt.Sprintf("/vmsauth-test/%d/", cases.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestConformance runs the storage contract on one etcd member: every case
+// on a fresh prefix of the one cluster.
+func TestConformance(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	storetest.Run(t, func(t *testing.T) storetest.Backend { return open(t, c) })
+}
+
+// TestCreateSessionRaceThreeMembers is the site-wide limit: 50 parallel
+// logins of one user with a limit of 5, split over two stores (two boxes)
+// that talk to different members of a 3-member cluster, store exactly 5.
+func TestCreateSessionRaceThreeMembers(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	prefix := fmt.Sprintf("/vmsauth-test/race-%d/", cases.Add(1))
+	var boxes []*etcdstore.Store
+	for i := range 2 {
+		// Each box starts at another member; it may move on to the others.
+		eps := append(c.Endpoints()[i:], c.Endpoints()[:i]...)
+		s, err := etcdstore.Open(etcd.Config{Endpoints: eps}, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		boxes = append(boxes, s)
+	}
+	alice := storetest.CreateUser(t, boxes[0], "alice")
+	const limit, logins = 5, 50
+	opt := auth.CreateOptions{Now: storetest.Now, Limit: limit}
+	errs := make([]error, logins)
+	var wg sync.WaitGroup
+	for i := range logins {
+		s := storetest.NewSession(t, alice.ID, auth.APIClient, storetest.Now)
+		wg.Go(func() { errs[i] = boxes[i%2].CreateSession(t.Context(), s, opt) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		var limitErr *auth.SessionLimitError
+		switch {
+		case err == nil:
+			ok++
+		case !errors.As(err, &limitErr):
+			t.Fatalf("CreateSession: %v", err)
+		}
+	}
+	for _, box := range boxes {
+		got, err := box.UserSessions(t.Context(), alice.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != limit || len(got) != limit {
+			t.Fatalf("%d logins succeeded and %d sessions exist, want %d", ok, len(got), limit)
+		}
+	}
+}
