@@ -163,7 +163,7 @@ func (s *Store) refreshKey(uid int64, h auth.TokenHash) []byte {
 	return s.key("ur/", idKey(uid), "/", hashKey(h))
 }
 func (s *Store) refreshHashKey(h auth.TokenHash) []byte { return s.key("r/", hashKey(h)) }
-func (s *Store) auditKey(seq int64) []byte             { return s.key("a/", idKey(seq)) }
+func (s *Store) auditKey(seq int64) []byte              { return s.key("a/", idKey(seq)) }
 
 // Transactions.
 
