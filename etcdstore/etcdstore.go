@@ -168,13 +168,16 @@ func (s *Store) auditKey(seq int64) []byte              { return s.key("a/", idK
 // Transactions.
 
 // write runs attempt until the Txn it builds commits: attempt reads what it
-// needs and returns the guarded Txn, or nil for nothing to write, or an
-// error (a rule's) that ends the call with nothing written. A Txn whose
+// needs and returns the guarded Txn, or nil for nothing (more) to write, or
+// an error (a rule's) that ends the call with nothing written. A Txn whose
 // compares fail is built again from fresh reads. A Txn etcd may have
 // applied without answering is tried again too: every Txn here is guarded
-// by compares on what it read, so a second run either fails its compares
-// (then the next attempt sees the first run's result) or is the first.
-func (s *Store) write(ctx context.Context, attempt func() (*etcd.TxnRequest, error)) (*etcd.TxnResponse, error) {
+// by compares on what it read, so it cannot apply twice; attempt is then
+// called with maybe set, and first looks for its own earlier write (a
+// session's key, say) so that it does not report as a failure what was in
+// fact done (a user deleted twice is "not found").
+func (s *Store) write(ctx context.Context, attempt func(maybe bool) (*etcd.TxnRequest, error)) (*etcd.TxnResponse, error) {
+	maybe := false
 	for try := 0; try < maxTries; try++ {
 		if try > 0 {
 			// Spread the retries of writers that collided.
@@ -185,13 +188,14 @@ func (s *Store) write(ctx context.Context, attempt func() (*etcd.TxnRequest, err
 			case <-time.After(d):
 			}
 		}
-		req, err := attempt()
+		req, err := attempt(maybe)
 		if err != nil || req == nil {
 			return nil, err
 		}
 		resp, err := s.c.Txn(ctx, *req)
 		if err != nil {
 			if errors.Is(err, etcd.ErrMaybeApplied) && ctx.Err() == nil {
+				maybe = true
 				continue
 			}
 			s.noteWrite(err)

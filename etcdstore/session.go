@@ -25,7 +25,13 @@ func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, opt auth.
 	if r := opt.Refresh; r != nil && (r.UserID != sess.UserID || r.Family != sess.Family) {
 		return errors.New("etcdstore: refresh token and session differ in user or family")
 	}
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
+		if maybe {
+			// Token hashes are random: the key is the last try's.
+			if kv, _, err := s.get(ctx, s.sessionHashKey(sess.TokenHash), 0); err != nil || kv != nil {
+				return nil, err
+			}
+		}
 		u, ukv, rev, err := s.user(ctx, sess.UserID, 0)
 		if err != nil {
 			return nil, err
@@ -175,8 +181,11 @@ func (s *Store) userSessions(ctx context.Context, userID int64, rev int64) ([]*a
 // DeleteSession ends what auth.SessionEnding names for the session with
 // the public id, in one Txn; see auth.Store.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
 		sess, kv, rev, err := s.sessionByID(ctx, id, 0)
+		if maybe && errors.Is(err, auth.ErrSessionNotFound) {
+			return nil, nil // the last try ended it
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -198,7 +207,7 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 // revision, so it never brings back a session ended meanwhile; see
 // auth.Store.
 func (s *Store) TouchSession(ctx context.Context, h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	_, err := s.write(ctx, func(bool) (*etcd.TxnRequest, error) {
 		idx, rev, err := s.get(ctx, s.sessionHashKey(h), 0)
 		if err != nil || idx == nil {
 			return nil, err
@@ -270,8 +279,17 @@ func (s *Store) refresh(ctx context.Context, h auth.TokenHash) (*auth.Refresh, *
 // once cannot both spend it. See auth.Store.
 func (s *Store) RotateRefresh(ctx context.Context, old auth.TokenHash, sess *auth.Session, r *auth.Refresh) error {
 	reused := false
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
+		if maybe && !reused {
+			// The new token's hash is random: the key is the last try's.
+			if kv, _, err := s.get(ctx, s.refreshHashKey(r.Hash), 0); err != nil || kv != nil {
+				return nil, err
+			}
+		}
 		o, kv, rev, err := s.refresh(ctx, old)
+		if maybe && reused && errors.Is(err, auth.ErrTokenInvalid) {
+			return nil, nil // the last try ended the chain
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -1,8 +1,10 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -15,8 +17,20 @@ import (
 // auth.Store.
 func (s *Store) CreateUser(ctx context.Context, u *auth.User) error {
 	counter, login := s.key("n/users"), s.loginKey(u.Login)
-	var id int64
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	var (
+		id      int64
+		written []byte // what the last try wrote under id
+	)
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
+		if maybe {
+			kv, _, err := s.get(ctx, s.userKey(id), 0)
+			if err != nil {
+				return nil, err
+			}
+			if kv != nil && bytes.Equal(kv.Value, written) {
+				return nil, nil // the last try was applied
+			}
+		}
 		n, rev, err := s.get(ctx, counter, 0)
 		if err != nil {
 			return nil, err
@@ -42,6 +56,7 @@ func (s *Store) CreateUser(ctx context.Context, u *auth.User) error {
 		if err != nil {
 			return nil, err
 		}
+		written = v
 		return &etcd.TxnRequest{
 			Compare: []etcd.Compare{unchanged(counter, n), etcd.CompareVersion(login, etcd.Equal, 0)},
 			Success: []etcd.Op{
@@ -134,7 +149,7 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 // runs once per try.
 func (s *Store) UpdateUser(ctx context.Context, id int64, fn func(u *auth.User) (end []auth.API, err error)) (*auth.User, error) {
 	var out *auth.User
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	_, err := s.write(ctx, func(bool) (*etcd.TxnRequest, error) {
 		u, kv, rev, err := s.user(ctx, id, 0)
 		if err != nil {
 			return nil, err
@@ -180,8 +195,11 @@ func (s *Store) UpdateUser(ctx context.Context, id int64, fn func(u *auth.User) 
 // DeleteUser removes the user with its login, sessions and refresh tokens
 // in one Txn; see auth.Store.
 func (s *Store) DeleteUser(ctx context.Context, id int64) error {
-	_, err := s.write(ctx, func() (*etcd.TxnRequest, error) {
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
 		u, kv, rev, err := s.user(ctx, id, 0)
+		if maybe && errors.Is(err, auth.ErrUserNotFound) {
+			return nil, nil // the last try deleted it
+		}
 		if err != nil {
 			return nil, err
 		}
