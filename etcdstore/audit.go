@@ -74,7 +74,7 @@ func (s *Store) appendAudit(ctx context.Context, entries []auth.AuditEntry, max 
 		doomedTo := first // the first stored entry kept
 	scan:
 		for doomedTo <= last {
-			r, err := s.c.Range(ctx, etcd.RangeRequest{
+			r, err := s.rangeKV(ctx, etcd.RangeRequest{
 				Key: s.auditKey(doomedTo), RangeEnd: s.auditKey(last + 1), Revision: rev, Limit: auditPage,
 			})
 			if err != nil {
@@ -121,7 +121,7 @@ func (s *Store) appendAudit(ctx context.Context, entries []auth.AuditEntry, max 
 // or 0 for none.
 func (s *Store) firstAudit(ctx context.Context, rev int64) (int64, error) {
 	p := s.key("a/")
-	r, err := s.c.Range(ctx, etcd.RangeRequest{Key: p, RangeEnd: etcd.PrefixEnd(p), Revision: rev, Limit: 1, KeysOnly: true})
+	r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: p, RangeEnd: etcd.PrefixEnd(p), Revision: rev, Limit: 1, KeysOnly: true})
 	if err != nil || len(r.KVs) == 0 {
 		return 0, err
 	}
@@ -151,7 +151,7 @@ func (s *Store) Audit(ctx context.Context, f auth.AuditFilter) ([]auth.AuditEntr
 	var out []auth.AuditEntry
 	for hi := last; hi >= first; hi -= auditPage {
 		lo := max(first, hi-auditPage+1)
-		r, err := s.c.Range(ctx, etcd.RangeRequest{Key: s.auditKey(lo), RangeEnd: s.auditKey(hi + 1), Revision: rev})
+		r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: s.auditKey(lo), RangeEnd: s.auditKey(hi + 1), Revision: rev})
 		if err != nil {
 			return nil, err
 		}

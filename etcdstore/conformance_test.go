@@ -87,3 +87,25 @@ func TestCreateSessionRaceThreeMembers(t *testing.T) {
 		}
 	}
 }
+
+// TestClosed: after Close every call fails and Health says so, as with a
+// closed bbolt file, so a service that closed its store answers 500s and
+// /healthz 503, not stale successes.
+func TestClosed(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	db := open(t, c)
+	alice := storetest.CreateUser(t, db, "alice")
+	if err := db.Health(t.Context()); err != nil {
+		t.Fatalf("Health before Close: %v", err)
+	}
+	db.Close()
+	if _, err := db.User(t.Context(), alice.ID); !errors.Is(err, etcdstore.ErrClosed) {
+		t.Fatalf("User after Close: %v, want ErrClosed", err)
+	}
+	if err := db.CreateUser(t.Context(), &auth.User{Login: "bob"}); !errors.Is(err, etcdstore.ErrClosed) {
+		t.Fatalf("CreateUser after Close: %v, want ErrClosed", err)
+	}
+	if err := db.Health(t.Context()); !errors.Is(err, etcdstore.ErrClosed) {
+		t.Fatalf("Health after Close: %v, want ErrClosed", err)
+	}
+}

@@ -55,6 +55,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"vmsauth/auth"
@@ -83,6 +84,7 @@ var (
 type Store struct {
 	c      *etcd.Client
 	prefix string
+	closed atomic.Bool
 
 	mu       sync.Mutex
 	writeErr error // the last write's failure, nil once one succeeds
@@ -110,15 +112,40 @@ func New(c *etcd.Client, prefix string) *Store {
 	return &Store{c: c, prefix: prefix}
 }
 
-// Close closes the client; it may be called more than once.
+// ErrClosed is what every call returns after Close.
+var ErrClosed = errors.New("etcdstore: store is closed")
+
+// Close closes the client; it may be called more than once. Every call
+// after it fails with ErrClosed, as the bbolt store's do once its file is
+// closed.
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	s.c.Close()
 	return nil
 }
 
+// rangeKV and txn are the only ways to etcd, so that none is taken after
+// Close.
+func (s *Store) rangeKV(ctx context.Context, r etcd.RangeRequest) (*etcd.RangeResponse, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.c.Range(ctx, r)
+}
+
+func (s *Store) txn(ctx context.Context, r etcd.TxnRequest) (*etcd.TxnResponse, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.c.Txn(ctx, r)
+}
+
 // Health reports ErrStoreWriteFailed while the last write failed: etcd
-// did not answer it, or refused it.
+// did not answer it, or refused it; and ErrClosed after Close.
 func (s *Store) Health(context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.writeErr != nil {
@@ -192,7 +219,7 @@ func (s *Store) write(ctx context.Context, attempt func(maybe bool) (*etcd.TxnRe
 		if err != nil || req == nil {
 			return nil, err
 		}
-		resp, err := s.c.Txn(ctx, *req)
+		resp, err := s.txn(ctx, *req)
 		if err != nil {
 			if errors.Is(err, etcd.ErrMaybeApplied) && ctx.Err() == nil {
 				maybe = true
@@ -211,7 +238,7 @@ func (s *Store) write(ctx context.Context, attempt func(maybe bool) (*etcd.TxnRe
 
 // get reads one key at rev (0: now); kv is nil when it is absent.
 func (s *Store) get(ctx context.Context, key []byte, rev int64) (*etcd.KeyValue, int64, error) {
-	r, err := s.c.Range(ctx, etcd.RangeRequest{Key: key, Revision: rev})
+	r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: key, Revision: rev})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -223,7 +250,7 @@ func (s *Store) get(ctx context.Context, key []byte, rev int64) (*etcd.KeyValue,
 
 // list reads every key under prefix at rev (0: now).
 func (s *Store) list(ctx context.Context, prefix []byte, rev int64) ([]etcd.KeyValue, int64, error) {
-	r, err := s.c.Range(ctx, etcd.RangeRequest{Key: prefix, RangeEnd: etcd.PrefixEnd(prefix), Revision: rev})
+	r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: prefix, RangeEnd: etcd.PrefixEnd(prefix), Revision: rev})
 	if err != nil {
 		return nil, 0, err
 	}

@@ -99,7 +99,7 @@ func (s *Store) SessionByHash(ctx context.Context, h auth.TokenHash) (*auth.Sess
 		return nil, nil, fmt.Errorf("etcdstore: session index %s: %w", kv.Key, err)
 	}
 	// One read Txn: the session and its user as of one revision.
-	r, err := s.c.Txn(ctx, etcd.TxnRequest{Success: []etcd.Op{
+	r, err := s.txn(ctx, etcd.TxnRequest{Success: []etcd.Op{
 		{Range: &etcd.RangeRequest{Key: s.sessionKey(uid, h), Revision: rev}},
 		{Range: &etcd.RangeRequest{Key: s.userKey(uid), Revision: rev}},
 	}})

@@ -136,7 +136,7 @@ func (s *Store) Users(ctx context.Context) ([]*auth.User, error) {
 // CountUsers returns how many users exist.
 func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	p := s.key("u/")
-	r, err := s.c.Range(ctx, etcd.RangeRequest{Key: p, RangeEnd: etcd.PrefixEnd(p), CountOnly: true})
+	r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: p, RangeEnd: etcd.PrefixEnd(p), CountOnly: true})
 	if err != nil {
 		return 0, err
 	}
