@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"vmsauth/auth"
 	"vmsauth/etcd"
@@ -107,5 +108,51 @@ func TestClosed(t *testing.T) {
 	}
 	if err := db.Health(t.Context()); !errors.Is(err, etcdstore.ErrClosed) {
 		t.Fatalf("Health after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestAuditLargeBatch: a batch beyond etcd's 128 operations per
+// transaction (the Auditor keeps up to 10 000 entries while etcd is away)
+// is written whole, in chunks, and trimmed to the bound.
+func TestAuditLargeBatch(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	db := open(t, c)
+	now := storetest.Now
+	batch := make([]auth.AuditEntry, 300)
+	for i := range batch {
+		batch[i] = auth.AuditEntry{Time: now.Add(time.Duration(i) * time.Second), IP: "192.0.2.1",
+			Login: fmt.Sprintf("user%d", i), API: auth.APIClient, Result: "failed"}
+	}
+	if err := db.AppendAudit(t.Context(), batch, 250, time.Hour, now.Add(300*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.Audit(t.Context(), auth.AuditFilter{})
+	if err != nil || len(all) != 250 || all[0].Login != "user299" || all[249].Login != "user50" {
+		t.Fatalf("audit holds %d entries (%v), want user299 .. user50", len(all), err)
+	}
+}
+
+// TestHealthAfterFailedWrite: a write etcd does not answer makes Health
+// report ErrStoreWriteFailed until a write succeeds again.
+func TestHealthAfterFailedWrite(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	db, err := etcdstore.Open(etcd.Config{Endpoints: c.Endpoints(), Timeout: 500 * time.Millisecond},
+		fmt.Sprintf("/vmsauth-test/%d/", cases.Add(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	storetest.CreateUser(t, db, "alice")
+	c.Kill(0)
+	if err := db.CreateUser(t.Context(), &auth.User{Login: "bob"}); !errors.Is(err, etcd.ErrUnavailable) {
+		t.Fatalf("CreateUser with etcd down: %v, want etcd.ErrUnavailable", err)
+	}
+	if err := db.Health(t.Context()); !errors.Is(err, auth.ErrStoreWriteFailed) {
+		t.Fatalf("Health after a failed write: %v, want ErrStoreWriteFailed", err)
+	}
+	c.Restart(0)
+	storetest.CreateUser(t, db, "bob")
+	if err := db.Health(t.Context()); err != nil {
+		t.Fatalf("Health after a write succeeded again: %v", err)
 	}
 }

@@ -217,6 +217,11 @@ func (s *Store) write(ctx context.Context, attempt func(maybe bool) (*etcd.TxnRe
 		}
 		req, err := attempt(maybe)
 		if err != nil || req == nil {
+			// A write that failed on its reads failed too; a rule's
+			// refusal says nothing of etcd.
+			if e := (*etcd.Error)(nil); errors.As(err, &e) {
+				s.noteWrite(err)
+			}
 			return nil, err
 		}
 		resp, err := s.txn(ctx, *req)
