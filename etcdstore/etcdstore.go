@@ -70,6 +70,11 @@ const DefaultPrefix = "/vmsauth/"
 // the bound is far above that and still ends a livelock.
 const maxTries = 100
 
+// maxLost bounds the tries of one write whose answers were lost: each
+// took a whole per-request timeout, and a caller must hear within seconds
+// that etcd is not answering.
+const maxLost = 2
+
 // ErrContention is returned when a write lost to other writers maxTries
 // times in a row.
 var ErrContention = errors.New("etcdstore: too many concurrent writes to the same keys; try again")
@@ -204,7 +209,7 @@ func (s *Store) auditKey(seq int64) []byte              { return s.key("a/", idK
 // session's key, say) so that it does not report as a failure what was in
 // fact done (a user deleted twice is "not found").
 func (s *Store) write(ctx context.Context, attempt func(maybe bool) (*etcd.TxnRequest, error)) (*etcd.TxnResponse, error) {
-	maybe := false
+	maybe, lost := false, 0
 	for try := 0; try < maxTries; try++ {
 		if try > 0 {
 			// Spread the retries of writers that collided.
@@ -226,8 +231,9 @@ func (s *Store) write(ctx context.Context, attempt func(maybe bool) (*etcd.TxnRe
 		}
 		resp, err := s.txn(ctx, *req)
 		if err != nil {
-			if errors.Is(err, etcd.ErrMaybeApplied) && ctx.Err() == nil {
+			if errors.Is(err, etcd.ErrMaybeApplied) && ctx.Err() == nil && lost < maxLost {
 				maybe = true
+				lost++
 				continue
 			}
 			s.noteWrite(err)
