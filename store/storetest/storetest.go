@@ -7,11 +7,18 @@
 package storetest
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"vmsauth/auth"
+	"vmsauth/etcd"
+	"vmsauth/etcd/etcdtest"
+	"vmsauth/etcdstore"
 	"vmsauth/store"
 )
 
@@ -23,13 +30,19 @@ type Backend interface {
 	Close() error
 }
 
-// EnvStore names the backend OpenForTest opens: "bbolt", the default, is
-// the only one so far.
+// EnvStore names the backend OpenForTest opens: "bbolt", the default, or
+// "etcd".
 const EnvStore = "VMSAUTH_TEST_STORE"
+
+// EnvEtcd lists the client URLs of a running etcd cluster (comma-separated)
+// for OpenForTest's etcd backend. Without it each test starts a cluster of
+// one member of its own (etcdtest), which costs about a second a test.
+const EnvEtcd = "VMSAUTH_TEST_ETCD"
 
 // OpenForTest opens an empty backend for t, closed when t ends: a bbolt
 // file in t.TempDir() unless EnvStore names another. auth and web tests
 // open their store through it, so the same tests run on every backend.
+// On etcd each call gets a fresh random prefix, deleted when t ends.
 func OpenForTest(t testing.TB) Backend {
 	t.Helper()
 	switch name := os.Getenv(EnvStore); name {
@@ -40,10 +53,35 @@ func OpenForTest(t testing.TB) Backend {
 		}
 		t.Cleanup(func() { _ = db.Close() })
 		return db
+	case "etcd":
+		return openEtcd(t)
 	default:
-		t.Fatalf("%s=%q: no such backend (want bbolt)", EnvStore, name)
+		t.Fatalf("%s=%q: no such backend (want bbolt or etcd)", EnvStore, name)
 		return nil
 	}
+}
+
+func openEtcd(t testing.TB) Backend {
+	t.Helper()
+	var endpoints []string
+	if eps := os.Getenv(EnvEtcd); eps != "" {
+		endpoints = strings.Split(eps, ",")
+	} else {
+		endpoints = etcdtest.Start(t, etcdtest.Options{}).Endpoints()
+	}
+	c, err := etcd.New(etcd.Config{Endpoints: endpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	prefix := "/vmsauth-test/" + hex.EncodeToString(b[:]) + "/"
+	t.Cleanup(func() {
+		// A shared cluster keeps no test's keys.
+		_, _ = c.DeleteRange(context.Background(), etcd.DeleteRangeRequest{Key: []byte(prefix), RangeEnd: etcd.PrefixEnd([]byte(prefix))})
+		c.Close()
+	})
+	return etcdstore.New(c, prefix)
 }
 
 // Run runs every case of the contract, each on a fresh, empty backend that

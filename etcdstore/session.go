@@ -1,0 +1,414 @@
+package etcdstore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"vmsauth/auth"
+	"vmsauth/etcd"
+)
+
+// CreateSession stores sess after the checks in opt, in one Txn guarded by
+// the user's revision, the replaced session's and, when a limit applies,
+// the revision the user's sessions were counted at: two boxes cannot both
+// take the last place. See auth.Store.
+func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, opt auth.CreateOptions) error {
+	if sess.ID != sess.TokenHash.SessionID() {
+		return errors.New("etcdstore: session id is not the one its token hash gives")
+	}
+	if r := opt.Refresh; r != nil && (r.UserID != sess.UserID || r.Family != sess.Family) {
+		return errors.New("etcdstore: refresh token and session differ in user or family")
+	}
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
+		if maybe {
+			// Token hashes are random: the key is the last try's.
+			if kv, _, err := s.get(ctx, s.sessionHashKey(sess.TokenHash), 0); err != nil || kv != nil {
+				return nil, err
+			}
+		}
+		u, ukv, rev, err := s.user(ctx, sess.UserID, 0)
+		if err != nil {
+			return nil, err
+		}
+		if opt.Check != nil {
+			if err := opt.Check(u); err != nil {
+				return nil, err
+			}
+		}
+		txn := &etcd.TxnRequest{Compare: []etcd.Compare{unchanged(ukv.Key, ukv)}}
+		if opt.Replace != "" {
+			old, okv, _, err := s.sessionByID(ctx, opt.Replace, rev)
+			if err != nil {
+				return nil, err
+			}
+			if err := auth.CheckReplace(old, sess); err != nil {
+				return nil, err
+			}
+			txn.Compare = append(txn.Compare, unchanged(okv.Key, okv))
+			txn.Success = append(txn.Success, s.deleteSession(old)...)
+		}
+		if opt.CountsSessions() {
+			sessions, err := s.userSessions(ctx, sess.UserID, rev)
+			if err != nil {
+				return nil, err
+			}
+			prune, err := auth.LimitSessions(sess, sessions, opt)
+			if err != nil {
+				return nil, err
+			}
+			txn.Compare = append(txn.Compare, rangeUnchanged(s.userSessionsKey(sess.UserID), rev))
+			for _, old := range prune {
+				txn.Success = append(txn.Success, s.deleteSession(old)...)
+			}
+		}
+		ops, err := s.putSession(sess)
+		if err != nil {
+			return nil, err
+		}
+		txn.Success = append(txn.Success, ops...)
+		if r := opt.Refresh; r != nil {
+			ops, err := s.putRefresh(r)
+			if err != nil {
+				return nil, err
+			}
+			txn.Success = append(txn.Success, ops...)
+		}
+		return txn, nil
+	})
+	return err
+}
+
+// SessionByHash returns the session whose token hashes to h with its user,
+// both at one revision; see auth.Store.
+func (s *Store) SessionByHash(ctx context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
+	kv, rev, err := s.get(ctx, s.sessionHashKey(h), 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if kv == nil {
+		return nil, nil, auth.ErrSessionNotFound
+	}
+	uid, err := parseID(kv.Value)
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcdstore: session index %s: %w", kv.Key, err)
+	}
+	// One read Txn: the session and its user as of one revision.
+	r, err := s.txn(ctx, etcd.TxnRequest{Success: []etcd.Op{
+		{Range: &etcd.RangeRequest{Key: s.sessionKey(uid, h), Revision: rev}},
+		{Range: &etcd.RangeRequest{Key: s.userKey(uid), Revision: rev}},
+	}})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(r.Responses) != 2 || r.Responses[0].Range == nil || r.Responses[1].Range == nil {
+		return nil, nil, errors.New("etcdstore: malformed read answer")
+	}
+	skvs, ukvs := r.Responses[0].Range.KVs, r.Responses[1].Range.KVs
+	if len(skvs) == 0 || len(ukvs) == 0 {
+		return nil, nil, auth.ErrSessionNotFound
+	}
+	sess, err := decodeSession(&skvs[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := decodeUser(&ukvs[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	return sess, u, nil
+}
+
+// Session returns a session by public id, or ErrSessionNotFound.
+func (s *Store) Session(ctx context.Context, id string) (*auth.Session, error) {
+	sess, _, _, err := s.sessionByID(ctx, id, 0)
+	return sess, err
+}
+
+// sessionByID reads a session by public id at rev (0: now), with its
+// record's key-value for a compare.
+func (s *Store) sessionByID(ctx context.Context, id string, rev int64) (*auth.Session, *etcd.KeyValue, int64, error) {
+	if id == "" || strings.ContainsAny(id, "/") {
+		return nil, nil, 0, auth.ErrSessionNotFound
+	}
+	loc, rev, err := s.get(ctx, s.sessionIDKey(id), rev)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if loc == nil {
+		return nil, nil, 0, auth.ErrSessionNotFound
+	}
+	kv, _, err := s.get(ctx, s.key("us/", string(loc.Value)), rev)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if kv == nil {
+		return nil, nil, 0, auth.ErrSessionNotFound
+	}
+	sess, err := decodeSession(kv)
+	return sess, kv, rev, err
+}
+
+// UserSessions returns the user's sessions, oldest first (ties by id).
+func (s *Store) UserSessions(ctx context.Context, userID int64) ([]*auth.Session, error) {
+	return s.userSessions(ctx, userID, 0)
+}
+
+func (s *Store) userSessions(ctx context.Context, userID int64, rev int64) ([]*auth.Session, error) {
+	kvs, _, err := s.list(ctx, s.userSessionsKey(userID), rev)
+	if err != nil {
+		return nil, err
+	}
+	sessions := make([]*auth.Session, 0, len(kvs))
+	for i := range kvs {
+		sess, err := decodeSession(&kvs[i])
+		if err != nil {
+			return nil, err
+		}
+		sessions = append(sessions, sess)
+	}
+	slices.SortFunc(sessions, func(a, b *auth.Session) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return sessions, nil
+}
+
+// DeleteSession ends what auth.SessionEnding names for the session with
+// the public id, in one Txn; see auth.Store.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
+		sess, kv, rev, err := s.sessionByID(ctx, id, 0)
+		if maybe && errors.Is(err, auth.ErrSessionNotFound) {
+			return nil, nil // the last try ended it
+		}
+		if err != nil {
+			return nil, err
+		}
+		txn := &etcd.TxnRequest{Compare: []etcd.Compare{unchanged(kv.Key, kv)}}
+		e := auth.SessionEnding(sess)
+		if _, only := e.Only(); only {
+			txn.Success = s.deleteSession(sess)
+			return txn, nil
+		}
+		if err := s.end(ctx, txn, sess.UserID, rev, e); err != nil {
+			return nil, err
+		}
+		return txn, nil
+	})
+	return err
+}
+
+// TouchSession writes the activity at once, guarded by the session's
+// revision, so it never brings back a session ended meanwhile; see
+// auth.Store.
+func (s *Store) TouchSession(ctx context.Context, h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
+	_, err := s.write(ctx, func(bool) (*etcd.TxnRequest, error) {
+		idx, rev, err := s.get(ctx, s.sessionHashKey(h), 0)
+		if err != nil || idx == nil {
+			return nil, err
+		}
+		uid, err := parseID(idx.Value)
+		if err != nil {
+			return nil, fmt.Errorf("etcdstore: session index %s: %w", idx.Key, err)
+		}
+		kv, _, err := s.get(ctx, s.sessionKey(uid, h), rev)
+		if err != nil || kv == nil {
+			return nil, err
+		}
+		sess, err := decodeSession(kv)
+		if err != nil {
+			return nil, err
+		}
+		sess.LastSeen, sess.ExpiresAt = lastSeen, expiresAt
+		if ip != "" {
+			sess.IP = ip
+		}
+		v, err := json.Marshal(sess)
+		if err != nil {
+			return nil, err
+		}
+		return &etcd.TxnRequest{
+			Compare: []etcd.Compare{unchanged(kv.Key, kv)},
+			Success: []etcd.Op{put(kv.Key, v)},
+		}, nil
+	})
+	return err
+}
+
+// Refresh returns the refresh token with hash h, or ErrTokenInvalid.
+func (s *Store) Refresh(ctx context.Context, h auth.TokenHash) (*auth.Refresh, error) {
+	r, _, _, err := s.refresh(ctx, h)
+	return r, err
+}
+
+// refresh reads the refresh token with hash h, with its record's
+// key-value and the revision it was read at.
+func (s *Store) refresh(ctx context.Context, h auth.TokenHash) (*auth.Refresh, *etcd.KeyValue, int64, error) {
+	idx, rev, err := s.get(ctx, s.refreshHashKey(h), 0)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if idx == nil {
+		return nil, nil, 0, auth.ErrTokenInvalid
+	}
+	uid, err := parseID(idx.Value)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("etcdstore: refresh index %s: %w", idx.Key, err)
+	}
+	kv, _, err := s.get(ctx, s.refreshKey(uid, h), rev)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if kv == nil {
+		return nil, nil, 0, auth.ErrTokenInvalid
+	}
+	r := new(auth.Refresh)
+	if err := json.Unmarshal(kv.Value, r); err != nil {
+		return nil, nil, 0, fmt.Errorf("etcdstore: decode refresh token %s: %w", kv.Key, err)
+	}
+	return r, kv, rev, nil
+}
+
+// RotateRefresh applies auth.RotateRefresh to the stored token old in one
+// Txn guarded by old's revision: two boxes presenting the same token at
+// once cannot both spend it. See auth.Store.
+func (s *Store) RotateRefresh(ctx context.Context, old auth.TokenHash, sess *auth.Session, r *auth.Refresh) error {
+	reused := false
+	_, err := s.write(ctx, func(maybe bool) (*etcd.TxnRequest, error) {
+		if maybe && !reused {
+			// The new token's hash is random: the key is the last try's.
+			if kv, _, err := s.get(ctx, s.refreshHashKey(r.Hash), 0); err != nil || kv != nil {
+				return nil, err
+			}
+		}
+		o, kv, rev, err := s.refresh(ctx, old)
+		if maybe && reused && errors.Is(err, auth.ErrTokenInvalid) {
+			return nil, nil // the last try ended the chain
+		}
+		if err != nil {
+			return nil, err
+		}
+		txn := &etcd.TxnRequest{Compare: []etcd.Compare{unchanged(kv.Key, kv)}}
+		var e auth.Ending
+		if e, reused = auth.RotateRefresh(o, sess, r); reused {
+			// The end of the chain commits; the caller gets
+			// ErrRefreshReused after it.
+			if err := s.end(ctx, txn, o.UserID, rev, e); err != nil {
+				return nil, err
+			}
+			return txn, nil
+		}
+		v, err := json.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		txn.Success = append(txn.Success, put(kv.Key, v))
+		if sess.ID != sess.TokenHash.SessionID() {
+			return nil, errors.New("etcdstore: session id is not the one its token hash gives")
+		}
+		ops, err := s.putSession(sess)
+		if err != nil {
+			return nil, err
+		}
+		txn.Success = append(txn.Success, ops...)
+		ops, err = s.putRefresh(r)
+		if err != nil {
+			return nil, err
+		}
+		txn.Success = append(txn.Success, ops...)
+		return txn, nil
+	})
+	if err == nil && reused {
+		err = auth.ErrRefreshReused
+	}
+	return err
+}
+
+// end adds to txn the deletes of what e ends of the user's sessions and
+// refresh tokens as of rev, and the compares that nothing was added to
+// them since. The compares on the records read before rev, or on the
+// user, are the caller's.
+func (s *Store) end(ctx context.Context, txn *etcd.TxnRequest, userID, rev int64, e auth.Ending) error {
+	if e.IsZero() {
+		return nil
+	}
+	sessions, err := s.userSessions(ctx, userID, rev)
+	if err != nil {
+		return err
+	}
+	txn.Compare = append(txn.Compare, rangeUnchanged(s.userSessionsKey(userID), rev))
+	for _, sess := range sessions {
+		if e.Ends(sess) {
+			txn.Success = append(txn.Success, s.deleteSession(sess)...)
+		}
+	}
+	if !e.EndsRefreshes() {
+		return nil
+	}
+	kvs, _, err := s.list(ctx, s.userRefreshKey(userID), rev)
+	if err != nil {
+		return err
+	}
+	txn.Compare = append(txn.Compare, rangeUnchanged(s.userRefreshKey(userID), rev))
+	for i := range kvs {
+		r := new(auth.Refresh)
+		if err := json.Unmarshal(kvs[i].Value, r); err != nil {
+			return fmt.Errorf("etcdstore: decode refresh token %s: %w", kvs[i].Key, err)
+		}
+		if e.EndsRefresh(r) {
+			txn.Success = append(txn.Success, del(kvs[i].Key), del(s.refreshHashKey(r.Hash)))
+		}
+	}
+	return nil
+}
+
+func decodeSession(kv *etcd.KeyValue) (*auth.Session, error) {
+	sess := new(auth.Session)
+	if err := json.Unmarshal(kv.Value, sess); err != nil {
+		return nil, fmt.Errorf("etcdstore: decode session %s: %w", kv.Key, err)
+	}
+	return sess, nil
+}
+
+// putSession is the ops that store sess: its record and its two indexes.
+func (s *Store) putSession(sess *auth.Session) ([]etcd.Op, error) {
+	v, err := json.Marshal(sess)
+	if err != nil {
+		return nil, err
+	}
+	uid := idKey(sess.UserID)
+	return []etcd.Op{
+		put(s.sessionKey(sess.UserID, sess.TokenHash), v),
+		put(s.sessionHashKey(sess.TokenHash), []byte(uid)),
+		put(s.sessionIDKey(sess.ID), []byte(uid+"/"+hashKey(sess.TokenHash))),
+	}, nil
+}
+
+func (s *Store) deleteSession(sess *auth.Session) []etcd.Op {
+	return []etcd.Op{
+		del(s.sessionKey(sess.UserID, sess.TokenHash)),
+		del(s.sessionHashKey(sess.TokenHash)),
+		del(s.sessionIDKey(sess.ID)),
+	}
+}
+
+func (s *Store) putRefresh(r *auth.Refresh) ([]etcd.Op, error) {
+	// An empty family would make a reuse end every familyless session of
+	// the user, i.e. all their client and admin sessions.
+	if r.Family == "" {
+		return nil, errors.New("etcdstore: refresh token without a family")
+	}
+	v, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return []etcd.Op{
+		put(s.refreshKey(r.UserID, r.Hash), v),
+		put(s.refreshHashKey(r.Hash), []byte(idKey(r.UserID))),
+	}, nil
+}
