@@ -25,8 +25,8 @@ type sessionCache struct {
 
 // cachedSession is a session's state record, as in the file (about 45
 // bytes; decoding it costs far less than finding it), its public id (a
-// SHA-512 and a hex encoding per check otherwise, for 80 bytes more an
-// entry, 330 KB at most), and its user, shared with the user cache: never
+// SHA-512 and a hex encoding per check otherwise, for 96 bytes more an
+// entry, under 0.4 MB when the cache is full), and its user, shared with the user cache: never
 // changed, only replaced (see userCache.get), so SessionByHashShared may
 // hand it out as it is.
 type cachedSession struct {
