@@ -258,3 +258,15 @@ type Store interface {
 	// what the backend knows and does not wait for a write.
 	Health(ctx context.Context) error
 }
+
+// SharedUserStore is a Store that can answer a token check without copying
+// the user. Service.Verify uses it when the store offers it: a check that
+// only reads the user (forward auth, asked once per request the proxy
+// protects) then allocates nothing for it.
+type SharedUserStore interface {
+	// SessionByHashShared is SessionByHash whose user may be shared with
+	// the store and every other caller. The store never changes a user it
+	// has handed out (a write replaces it), and the caller must not change
+	// it either.
+	SessionByHashShared(ctx context.Context, h TokenHash) (*Session, *User, error)
+}

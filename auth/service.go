@@ -302,10 +302,26 @@ func (s *Service) newRefresh(userID int64, family string, now time.Time) (*Refre
 // ErrTokenInvalid (unknown, another API's, or its user can no longer log
 // in) or ErrTokenExpired.
 func (s *Service) Authenticate(ctx context.Context, token string, api API, ip string) (*Session, *User, error) {
+	return s.authenticate(ctx, token, api, ip, s.store.SessionByHash)
+}
+
+// Verify is Authenticate for a check that only reads the user and records
+// no address (forward auth): the user may be shared with the store (see
+// SharedUserStore), so the caller must not change it.
+func (s *Service) Verify(ctx context.Context, token string, api API) (*Session, *User, error) {
+	lookup := s.store.SessionByHash
+	if shared, ok := s.store.(SharedUserStore); ok {
+		lookup = shared.SessionByHashShared
+	}
+	return s.authenticate(ctx, token, api, "", lookup)
+}
+
+func (s *Service) authenticate(ctx context.Context, token string, api API, ip string,
+	lookup func(context.Context, TokenHash) (*Session, *User, error)) (*Session, *User, error) {
 	if token == "" {
 		return nil, nil, ErrTokenMissing
 	}
-	sess, u, err := s.store.SessionByHash(ctx, HashToken(token))
+	sess, u, err := lookup(ctx, HashToken(token))
 	if errors.Is(err, ErrSessionNotFound) {
 		return nil, nil, ErrTokenInvalid
 	}

@@ -44,6 +44,12 @@ func newID(rand io.Reader, n int) (string, error) {
 // tokens carry 256 random bits, so there is nothing to brute-force, and
 // lookups by hash give an attacker no timing signal about a stored token.
 func HashToken(token string) TokenHash {
+	// A token of the usual length is copied to the stack: []byte(token)
+	// would allocate on every check.
+	var buf [64]byte
+	if len(token) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], token...))
+	}
 	return sha256.Sum256([]byte(token))
 }
 

@@ -24,10 +24,14 @@ type sessionCache struct {
 }
 
 // cachedSession is a session's state record, as in the file (about 45
-// bytes; decoding it costs far less than finding it), and its user, shared
-// with the user cache and never handed out.
+// bytes; decoding it costs far less than finding it), its public id (a
+// SHA-512 and a hex encoding per check otherwise, for 96 bytes more an
+// entry, under 0.4 MB when the cache is full), and its user, shared with the user cache: never
+// changed, only replaced (see userCache.get), so SessionByHashShared may
+// hand it out as it is.
 type cachedSession struct {
 	state []byte
+	id    string
 	u     *auth.User
 }
 
@@ -35,7 +39,8 @@ type cachedSession struct {
 // a box serves at once, far fewer than it may hold sessions.
 const maxCachedSessions = 4096
 
-// get returns the cached session of h and a clone of its user.
+// get returns the cached session of h and its shared user, which the
+// caller must not change (SessionByHash clones it).
 func (c *sessionCache) get(h auth.TokenHash) (*auth.Session, *auth.User, bool) {
 	c.mu.RLock()
 	e, ok := c.m[h]
@@ -44,10 +49,10 @@ func (c *sessionCache) get(h auth.TokenHash) (*auth.Session, *auth.User, bool) {
 		return nil, nil, false
 	}
 	s := new(auth.Session)
-	if decodeState(h, e.state, s) != nil {
+	if decodeStateAs(h, e.id, e.state, s) != nil {
 		return nil, nil, false // cannot be: it was decoded once already
 	}
-	return s, cloneUser(e.u), true
+	return s, e.u, true
 }
 
 // generation is the generation a check must note before it reads the file.
@@ -58,10 +63,11 @@ func (c *sessionCache) generation() uint64 {
 }
 
 // fill caches the session of h with its state record (which it keeps, so
-// it must be a copy, not bbolt's memory) and user (which nobody may change),
+// it must be a copy, not bbolt's memory), public id and user (which nobody
+// may change),
 // read from the file in generation gen, unless a write has been forgotten
 // since.
-func (c *sessionCache) fill(gen uint64, h auth.TokenHash, state []byte, u *auth.User) {
+func (c *sessionCache) fill(gen uint64, h auth.TokenHash, state []byte, id string, u *auth.User) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
@@ -76,7 +82,7 @@ func (c *sessionCache) fill(gen uint64, h auth.TokenHash, state []byte, u *auth.
 			break
 		}
 	}
-	c.m[h] = cachedSession{state: state, u: u}
+	c.m[h] = cachedSession{state: state, id: id, u: u}
 }
 
 // forget drops the sessions of hs after a write to them has committed.

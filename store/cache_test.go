@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,5 +155,42 @@ func TestCheckCacheLogoutRace(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+}
+
+// TestSharedUserIsNeverChanged holds the contract of SessionByHashShared
+// (auth.SharedUserStore): checks share one user with the cache, and the
+// store never changes a user it has handed out. A write replaces it, so a
+// check still reading the old one sees it whole, and the next check sees
+// the new one.
+func TestSharedUserIsNeverChanged(t *testing.T) {
+	db := newDB(t)
+	now := time.Now()
+	alice := storetest.CreateUser(t, db, "alice")
+	s := storetest.CreateSession(t, db, storetest.NewSession(t, alice.ID, auth.APIClient, now), auth.CreateOptions{Now: now})
+	_, first, err := db.SessionByHashShared(t.Context(), s.TokenHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, again, err := db.SessionByHashShared(t.Context(), s.TokenHash)
+	if err != nil || again != first {
+		t.Fatalf("a cached check copied its user (%p, %p, %v): checks are to share it", first, again, err)
+	}
+	if _, copied, _ := db.SessionByHash(t.Context(), s.TokenHash); copied == first || &copied.Permissions[0] == &first.Permissions[0] {
+		t.Fatal("SessionByHash handed out the shared user: its callers may change it")
+	}
+	perms, name := slices.Clone(first.Permissions), first.Name
+	if _, err := db.UpdateUser(t.Context(), alice.ID, func(u *auth.User) ([]auth.API, error) {
+		u.Name, u.Permissions[0] = "changed", "changed"
+		return nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if first.Name != name || !slices.Equal(first.Permissions, perms) {
+		t.Fatalf("a write changed a user a check was holding: %+v", first)
+	}
+	_, now2, err := db.SessionByHashShared(t.Context(), s.TokenHash)
+	if err != nil || now2.Name != "changed" || now2.Permissions[0] != "changed" {
+		t.Fatalf("the check after a write: %+v, %v", now2, err)
 	}
 }

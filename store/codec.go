@@ -71,6 +71,11 @@ func stateHead(v []byte) (api auth.API, expires time.Time, err error) {
 
 // decodeState fills s from its token hash and state record.
 func decodeState(h auth.TokenHash, v []byte, s *auth.Session) error {
+	return decodeStateAs(h, h.SessionID(), v, s)
+}
+
+// decodeStateAs is decodeState for a session whose public id is known.
+func decodeStateAs(h auth.TokenHash, id string, v []byte, s *auth.Session) error {
 	api, _, err := stateHead(v)
 	if err != nil {
 		return err
@@ -81,7 +86,7 @@ func decodeState(h auth.TokenHash, v []byte, s *auth.Session) error {
 		return errBadRecord
 	}
 	*s = auth.Session{
-		ID: h.SessionID(), TokenHash: h, UserID: int64(uid), API: api,
+		ID: id, TokenHash: h, UserID: int64(uid), API: api,
 		ExpiresAt: unixNano(r), CreatedAt: unixNano(r[8:]), LastSeen: unixNano(r[16:]),
 	}
 	r = r[24:]

@@ -146,7 +146,7 @@ func (m *metrics) observe(c *gin.Context) {
 }
 
 func (m *metrics) request(method, route string, code int, took time.Duration) {
-	m.counter(counterKey{"vmsauth_http_requests_total", [3]string{method, route, strconv.Itoa(code)}}, 1)
+	m.counter(counterKey{"vmsauth_http_requests_total", [3]string{method, route, statusLabel(code)}}, 1)
 	k := routeKey{method, route}
 	m.mu.RLock()
 	h := m.routes[k]
@@ -161,6 +161,22 @@ func (m *metrics) request(method, route string, code int, took time.Duration) {
 		m.mu.Unlock()
 	}
 	h.Update(took.Seconds())
+}
+
+// statusLabels are the codes' label values, made once: strconv.Itoa
+// allocates for every code above 99, on every request.
+var statusLabels = func() (l [600]string) {
+	for i := range l {
+		l[i] = strconv.Itoa(i)
+	}
+	return l
+}()
+
+func statusLabel(code int) string {
+	if code >= 0 && code < len(statusLabels) {
+		return statusLabels[code]
+	}
+	return strconv.Itoa(code)
 }
 
 func knownMethod(method string) string {
