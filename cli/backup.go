@@ -50,6 +50,9 @@ func backupCommand(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isSiteBox(dataDir) {
+		return errSiteBackup
+	}
 	live := filepath.Join(dataDir, databaseFile)
 	if _, err := os.Stat(live); err != nil {
 		return fmt.Errorf("no database to back up: %w", err)

@@ -137,8 +137,30 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 	// of every page takes longer on a large file than a start may, so it
 	// runs beside the start: it holds off every write until it has passed,
 	// /healthz answers 503 meanwhile, and a damaged file stops serve.
-	db, svc, err := openService(cfg.Data, acfg, store.Options{CheckLater: true})
+	var (
+		db  Backend
+		svc *auth.Service
+		err error
+	)
+	if cfg.Etcd != "" {
+		db, svc, err = openSite(cfg, env.Getenv, acfg)
+		if err == nil {
+			a.log.Info("serving a site from etcd", "etcd", cfg.Etcd, "prefix", cfg.EtcdPrefix)
+		}
+	} else {
+		db, svc, err = openService(cfg.Data, acfg, store.Options{CheckLater: true})
+		if err == nil {
+			if left, e := leaveSite(cfg.Data); e != nil {
+				err = e
+			} else if left {
+				a.log.Warn("this box served a site from etcd before; it now serves from its own file, which holds what it held before it joined")
+			}
+		}
+	}
 	if err != nil {
+		if db != nil {
+			db.Close()
+		}
 		return nil, err
 	}
 	a.db = db
