@@ -81,6 +81,7 @@ type app struct {
 	checkDone  <-chan error
 	checked    chan struct{}
 	fatal      *fatalStop
+	outage     everyMinute // the background's WARN lines while etcd is unavailable
 
 	servers []*http.Server
 	serve   []func() error // one per server, run by Run
@@ -192,6 +193,15 @@ func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, er
 			a.fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
 			return
 		}
+		if errors.Is(err, auth.ErrUnavailable) {
+			// An etcd site without a majority: an outage, not the box's
+			// fault. The batch is lost, as with any failed audit write;
+			// it holds the attempts answered 503 meanwhile.
+			if a.outage.allow() {
+				log.Warn("writing the audit trail: the store is unavailable (logged once a minute)", "err", err)
+			}
+			return
+		}
 		log.Error("writing the audit trail", "err", err)
 	})
 	a.onClose(func() { auditor.Close() })
@@ -200,7 +210,7 @@ func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, er
 	goSafe(a.fatal, "sweep", func() {
 		select {
 		case <-a.checked:
-			sweep(sweepCtx, db, log)
+			sweep(sweepCtx, db, log, &a.outage)
 		case <-sweepCtx.Done():
 		}
 	}, func() { close(swept) })
@@ -427,11 +437,15 @@ const (
 
 // sweep deletes dead sessions and refresh tokens now and every hour until
 // ctx ends, so the database file does not grow forever.
-func sweep(ctx context.Context, db Backend, log *slog.Logger) {
+func sweep(ctx context.Context, db Backend, log *slog.Logger, outage *everyMinute) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
-		if n, err := db.Sweep(time.Now(), sweepKeep); err != nil {
+		if n, err := db.Sweep(time.Now(), sweepKeep); errors.Is(err, auth.ErrUnavailable) {
+			if outage.allow() {
+				log.Warn("sweeping expired sessions: the store is unavailable; trying again in an hour", "err", err)
+			}
+		} else if err != nil {
 			log.Error("sweeping expired sessions", "err", err)
 		} else if n > 0 {
 			log.Info("swept expired sessions and tokens", "removed", n)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"vmsauth/auth"
@@ -46,6 +47,16 @@ var errSiteBox = errors.New("this box serves a site from etcd (serve --etcd), so
 // errSiteBackup: a site's backup is one consistent revision of etcd written
 // as an ordinary vmsauth file, a later step.
 var errSiteBackup = errors.New("site backups are not yet supported: this box serves a site from etcd (serve --etcd) and has no database file of its own to copy; back up the etcd cluster meanwhile (etcdctl snapshot save)")
+
+// everyMinute lets a line through at most once a minute: an etcd outage
+// fails every background write until it ends, and is one event.
+type everyMinute struct{ last atomic.Int64 }
+
+func (e *everyMinute) allow() bool {
+	now := time.Now().Unix()
+	last := e.last.Load()
+	return now-last >= 60 && e.last.CompareAndSwap(last, now)
+}
 
 // validateEtcd checks the site options without reading any file.
 func (c *config) validateEtcd() error {

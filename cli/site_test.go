@@ -4,21 +4,24 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"vmsauth/etcd"
 	"vmsauth/etcd/etcdtest"
+	"vmsauth/internal/testkit"
 )
 
 // siteBox starts one serve app of a site on the cluster, with its own data
 // directory, and returns its URL and data directory.
-func siteBox(t *testing.T, c *etcdtest.Cluster) (url, dir string) {
+func siteBox(t *testing.T, c *etcdtest.Cluster) (url, dir string, out *testkit.LogBuffer) {
 	t.Helper()
 	dir = t.TempDir()
-	a, _ := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password"),
+	a, out := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password"),
 		"--data", dir, "--insecure-http", "--captcha=false", "--etcd", strings.Join(c.Endpoints(), ","))
-	return a.URL(), dir
+	return a.URL(), dir, out
 }
 
 func request(t *testing.T, client *http.Client, method, url, token string) int {
@@ -40,8 +43,8 @@ func request(t *testing.T, client *http.Client, method, url, token string) int {
 // tested here.)
 func TestSiteTwoBoxes(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
-	urlA, dirA := siteBox(t, c)
-	urlB, _ := siteBox(t, c)
+	urlA, dirA, _ := siteBox(t, c)
+	urlB, _, _ := siteBox(t, c)
 	client := &http.Client{Timeout: 10 * time.Second}
 
 	// A user created through box A (the CLI goes through A's control
@@ -82,7 +85,7 @@ func TestSiteTwoBoxes(t *testing.T) {
 // before the client's 10 s timeout (the goal is 5 s; the time is logged).
 func TestSiteNoMajority(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
-	urlA, _ := siteBox(t, c)
+	urlA, _, outA := siteBox(t, c)
 	client := &http.Client{Timeout: 10 * time.Second}
 	// A login that works first: the first admin exists.
 	if status, body := postJSON(t, client, urlA+"/api/v1/token", `{"login":"admin","password":"admin-password"}`); status != http.StatusOK {
@@ -109,6 +112,74 @@ func TestSiteNoMajority(t *testing.T) {
 			if e["error"] != float64(503) {
 				t.Fatalf("%s: %v", tc.path, body)
 			}
+		}
+	}
+	// An outage is not the box's fault: WARN lines, no ERROR.
+	if strings.Contains(outA.String(), "level=ERROR") {
+		t.Fatalf("an etcd outage logged at ERROR:\n%s", outA)
+	}
+}
+
+// The site options are in --print-config, the password redacted, and the
+// password never comes from a flag.
+func TestSitePrintConfig(t *testing.T) {
+	var out, errb strings.Builder
+	env := Env{Getenv: envOf("VMSAUTH_ETCD", "https://10.0.0.5:2379,https://10.0.0.6:2379",
+		"VMSAUTH_ETCD_PASSWORD", "etcd-secret-pw"), Stdout: &out, Stderr: &errb}
+	cfg, err := serveConfig(env, []string{"--etcd-user", "vmsauth", "--etcd-ca", "/etc/vmsauth/etcd-ca.pem", "--print-config"})
+	if err != nil || cfg != nil {
+		t.Fatalf("print-config: %v %v %s", cfg, err, errb.String())
+	}
+	for _, want := range []string{`(?m)^etcd +=.*"https://10.0.0.5:2379,https://10.0.0.6:2379" +# VMSAUTH_ETCD$`,
+		`(?m)^etcd-user += "vmsauth" +# flag$`, `(?m)^etcd-ca += "/etc/vmsauth/etcd-ca.pem" +# flag$`,
+		`(?m)^etcd-prefix += "/vmsauth/" +# default$`, `(?m)^etcd-password += "\[redacted\]" +# VMSAUTH_ETCD_PASSWORD$`} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Errorf("print-config lacks %s:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "etcd-secret-pw") {
+		t.Fatalf("print-config showed the etcd password:\n%s", out.String())
+	}
+	if _, err := serveConfig(Env{Getenv: envOf(), Stdout: &out, Stderr: &errb}, []string{"--etcd-password", "x"}); err == nil {
+		t.Fatal("serve took the etcd password as a flag")
+	}
+}
+
+func TestSiteOptionsChecked(t *testing.T) {
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("from-file\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string // "" for no error
+	}{
+		{[]string{"--etcd-user", "u"}, nil, "--etcd-user needs --etcd"},
+		{[]string{"--etcd-prefix", "/x/"}, nil, "--etcd-prefix needs --etcd"},
+		{[]string{"--etcd", "10.0.0.5:2379"}, nil, "want http://host:port"},
+		{[]string{"--etcd", "http://a:1", "--etcd-cert", "c"}, nil, "go together"},
+		{[]string{"--etcd", "http://a:1", "--etcd-password-file", pwFile}, nil, "needs --etcd-user"},
+		{[]string{"--etcd", "http://a:1", "--etcd-user", "u"}, nil, "needs its password"},
+		{[]string{"--etcd", "http://a:1"}, []string{etcdPasswordEnv, "p"}, "--etcd-user is not"},
+		{[]string{"--etcd", "http://a:1", "--etcd-user", "u", "--etcd-password-file", pwFile}, []string{etcdPasswordEnv, "p"}, "not both"},
+		{[]string{"--etcd", "http://a:1", "--etcd-user", "u", "--etcd-password-file", pwFile}, nil, ""},
+		{[]string{"--etcd", "http://a:1", "--etcd-user", "u"}, []string{etcdPasswordEnv, "p"}, ""},
+	} {
+		var cfg config
+		fs := serveFlags(&cfg)
+		var sink strings.Builder
+		_, err := parseFlagSources(fs, tc.args, envOf(), &sink)
+		if err == nil {
+			err = cfg.validate()
+		}
+		if err == nil {
+			var ecfg etcd.Config
+			ecfg, err = cfg.etcdConfig(envOf(tc.env...))
+			if err == nil && ecfg.Password != "p" && ecfg.Password != "from-file" {
+				t.Errorf("%q: password %q", tc.args, ecfg.Password)
+			}
+		}
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%q %q: %v, want %q", tc.args, tc.env, err, tc.want)
 		}
 	}
 }
