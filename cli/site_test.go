@@ -11,6 +11,7 @@ import (
 
 	"vmsauth/etcd"
 	"vmsauth/etcd/etcdtest"
+	"vmsauth/install/installtest"
 	"vmsauth/internal/testkit"
 )
 
@@ -181,5 +182,47 @@ func TestSiteOptionsChecked(t *testing.T) {
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%q %q: %v, want %q", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+// install passes the site options on to the unit: the password file's
+// path, never a password; a password in this shell's environment is
+// refused, since the service would not see it.
+func TestInstallSite(t *testing.T) {
+	installtest.FakeSystemctl(t)
+	host := pretendHost(true, false, true)
+	pw := filepath.Join(t.TempDir(), "etcd-password")
+	if err := os.WriteFile(pw, []byte("etcd-secret-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	site := []string{"install", "--etcd", "https://10.0.0.5:2379,https://10.0.0.6:2379", "--etcd-user", "vmsauth"}
+
+	code, _, stderr := cliOn(t, host, envOf(etcdPasswordEnv, "etcd-secret-pw"), append(site, "--etcd-password-file", pw)...)
+	oneLine(t, code, stderr, etcdPasswordEnv+" is set, but the service does not see this shell's environment")
+	code, _, stderr = cliOn(t, host, envOf(), site...)
+	oneLine(t, code, stderr, "the service needs its password in --etcd-password-file")
+	code, _, stderr = cliOn(t, host, envOf(), append(site, "--etcd-password-file", "etcd-password")...)
+	oneLine(t, code, stderr, `--etcd-password-file "etcd-password": the service needs an absolute path`)
+	code, _, stderr = cliOn(t, host, envOf(), append(site, "--etcd-password-file", "/nonexistent/pw")...)
+	oneLine(t, code, stderr, "--etcd-password-file")
+	noFile(t, userUnit(t))
+
+	code, _, stderr = cliOn(t, host, envOf(), append(site, "--etcd-password-file", pw, "--etcd-prefix", "/site1/")...)
+	if code != 0 {
+		t.Fatalf("install: exit %d, stderr %q", code, stderr)
+	}
+	b, err := os.ReadFile(userUnit(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	for _, want := range []string{`"--etcd=https://10.0.0.5:2379,https://10.0.0.6:2379"`, `"--etcd-password-file=` + pw + `"`,
+		`"--etcd-prefix=/site1/"`, `"--etcd-user=vmsauth"`} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("unit lacks %s:\n%s", want, unit)
+		}
+	}
+	if strings.Contains(unit, "etcd-secret-pw") {
+		t.Fatalf("the unit holds the etcd password:\n%s", unit)
 	}
 }
