@@ -169,7 +169,21 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 	// Rehashes that logins started finish before the database closes.
 	a.onClose(svc.Wait)
 
-	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log); err != nil {
+	err = bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log)
+	for wait := time.Now().Add(siteStartWait); errors.Is(err, auth.ErrUnavailable) && time.Now().Before(wait); {
+		// A site box may start while etcd settles or has no majority:
+		// it waits a little, then exits for systemd to start it again.
+		if a.outage.allow() {
+			a.log.Warn("etcd does not answer yet; waiting for it", "for", siteStartWait, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		err = bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("creating the first admin: %w", err)
 	}
 	a.checkStart = time.Now()

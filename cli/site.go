@@ -35,6 +35,10 @@ const etcdPasswordEnv = "VMSAUTH_ETCD_PASSWORD"
 // or cut off is left for the next one after it.
 const siteRequestTimeout = time.Second
 
+// siteStartWait is how long serve waits at start for etcd to answer
+// before it gives up (and systemd starts it again).
+const siteStartWait = 15 * time.Second
+
 // siteMarkerFile, in the data directory of a box that serves a site, says
 // so: the commands that would otherwise open the box's own file (user,
 // audit, backup) go through the running service instead, and refuse when
