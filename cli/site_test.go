@@ -89,11 +89,17 @@ func TestSiteNoMajority(t *testing.T) {
 	urlA, _, outA := siteBox(t, c)
 	client := &http.Client{Timeout: 10 * time.Second}
 	// A login that works first: the first admin exists.
-	if status, body := postJSON(t, client, urlA+"/api/v1/token", `{"login":"admin","password":"admin-password"}`); status != http.StatusOK {
+	status, body := postJSON(t, client, urlA+"/api/v1/token", `{"login":"admin","password":"admin-password"}`)
+	if status != http.StatusOK {
 		t.Fatalf("login with the cluster whole: %d %v", status, body)
 	}
+	token, _ := body["access_token"].(string)
 	c.Kill(1)
 	c.Kill(2)
+	// A token check reads etcd too (no cache yet): 503, not 401 or 500.
+	if got := request(t, client, http.MethodGet, urlA+"/api/v1/users/self", token); got != http.StatusServiceUnavailable {
+		t.Fatalf("token check without a majority: %d, want 503", got)
+	}
 	for _, tc := range []struct{ path, body, want string }{
 		{"/api/v1/token", `{"login":"admin","password":"admin-password"}`, "message"},
 		{"/api/admin/v1/auth/token", `{"login":"admin","password":"admin-password"}`, "message"},
