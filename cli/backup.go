@@ -134,6 +134,9 @@ func restoreCommand(_ context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isSiteBox(dataDir) {
+		return errors.New("this box serves a site from etcd (serve --etcd): restoring its own file would change nothing it serves, and restoring into a site is not yet supported")
+	}
 	if err := checkDatabase(file); err != nil {
 		return fmt.Errorf("refusing to restore %s: %w", file, err)
 	}

@@ -80,6 +80,10 @@ func TestSiteTwoBoxes(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "site backups are not yet supported") {
 		t.Fatalf("backup on a site box: exit %d, %s%s", code, out, errOut)
 	}
+	code, out, errOut = cli(t, envOf(), "", "restore", "--data", dirA, filepath.Join(t.TempDir(), "b.db"))
+	if code == 0 || !strings.Contains(errOut, "restoring into a site is not yet supported") {
+		t.Fatalf("restore on a site box: exit %d, %s%s", code, out, errOut)
+	}
 }
 
 // Without a majority, a login answers 503 in each API's own envelope, and
