@@ -32,6 +32,13 @@ var (
 	ErrStoreDamaged     = errors.New("damaged")
 	ErrStoreWriteFailed = errors.New("the last database write failed")
 	ErrStoreChecking    = errors.New("the database check has not finished")
+
+	// ErrUnavailable is a store that cannot answer now: an etcd site with
+	// no majority, or none of its members reachable. It is an outage, not a
+	// bug: web answers 503 in each API's envelope, so that clients retry
+	// later, and the store returns it within its request timeouts instead
+	// of hanging.
+	ErrUnavailable = errors.New("auth: the store is unavailable")
 )
 
 // PanicError is a panic recovered in a goroutine that must not take the

@@ -5,14 +5,15 @@ import (
 	"time"
 
 	"vmsauth/auth"
+	"vmsauth/etcdstore"
 	"vmsauth/store"
 )
 
 // Backend is what the commands need of a storage backend: the store and
 // audit trail the rules work on, and the upkeep the service does on them.
 // The commands depend on this, not on one backend; openService is the one
-// place that picks the backend (bbolt, store.DB), and a second backend
-// that implements Backend and passes store/storetest plugs in there.
+// place that picks the backend for the commands (bbolt, store.DB), and
+// serve --etcd opens etcdstore.Store instead (openSite).
 type Backend interface {
 	auth.Store
 	auth.AuditLog
@@ -48,5 +49,8 @@ type fileBackend interface {
 	CheckInBackground() <-chan error
 }
 
-// bbolt's store is a file backend.
-var _ fileBackend = (*store.DB)(nil)
+// bbolt's store is a file backend; etcd's is a backend with no file.
+var (
+	_ fileBackend = (*store.DB)(nil)
+	_ Backend     = (*etcdstore.Store)(nil)
+)

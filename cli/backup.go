@@ -50,6 +50,9 @@ func backupCommand(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if isSiteBox(dataDir) {
+		return errSiteBackup
+	}
 	live := filepath.Join(dataDir, databaseFile)
 	if _, err := os.Stat(live); err != nil {
 		return fmt.Errorf("no database to back up: %w", err)
@@ -130,6 +133,9 @@ func restoreCommand(_ context.Context, env Env, args []string) error {
 	file, err := oneFileArg(fs, args, env)
 	if err != nil {
 		return err
+	}
+	if isSiteBox(dataDir) {
+		return errors.New("this box serves a site from etcd (serve --etcd): restoring its own file would change nothing it serves, and restoring into a site is not yet supported")
 	}
 	if err := checkDatabase(file); err != nil {
 		return fmt.Errorf("refusing to restore %s: %w", file, err)

@@ -49,6 +49,11 @@ func withService(ctx context.Context, env Env, dataDir string, acfg auth.Config,
 	if env.local != nil {
 		return fn(env.local)
 	}
+	if isSiteBox(dataDir) {
+		// The local file is not the site's: only the running service
+		// reaches etcd.
+		return forward(ctx, env, dataDir, args, errSiteBox)
+	}
 	db, svc, err := openService(dataDir, acfg, store.Options{ReadOnly: readOnly})
 	if errors.Is(err, store.ErrLocked) {
 		return forward(ctx, env, dataDir, args, err)
@@ -177,7 +182,7 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
 		f, ok := l.db.(fileBackend)
 		if !ok {
-			http.Error(w, "this backend has no file to back up", http.StatusNotImplemented)
+			http.Error(w, errSiteBackup.Error(), http.StatusNotImplemented)
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"vmsauth/auth"
+	"vmsauth/etcdstore"
 	"vmsauth/web"
 )
 
@@ -48,6 +49,16 @@ type config struct {
 	// the reverse proxy on the box itself (see forwardauth.go).
 	ForwardAuthListen string
 	ForwardAuthGroup  string
+	// Etcd and the rest: the etcd cluster of a site of several boxes (see
+	// site.go). The password is never a flag: it comes from
+	// VMSAUTH_ETCD_PASSWORD or --etcd-password-file.
+	Etcd             string
+	EtcdCA           string
+	EtcdCert         string
+	EtcdKey          string
+	EtcdUser         string
+	EtcdPasswordFile string
+	EtcdPrefix       string
 }
 
 // dataFlag is shared by every command that opens the database.
@@ -85,8 +96,20 @@ func serveFlags(c *config) *flag.FlagSet {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.ForwardAuthListen, "forward-auth-listen", "", "plain-HTTP listener for a reverse proxy on this box, only /auth/verify and /healthz: 127.0.0.1:PORT, [::1]:PORT or unix:/path (empty: off)")
 	fs.StringVar(&c.ForwardAuthGroup, "forward-auth-group", "", "group (name or id) given the --forward-auth-listen unix socket, mode 0660, e.g. www-data (default: the group of its directory)")
+	etcdFlags(fs, c)
 	fs.BoolVar(&c.PrintConfig, "print-config", false, "print the effective configuration and exit")
 	return fs
+}
+
+// etcdFlags are the options of a box that is one of a site's (site.go).
+func etcdFlags(fs *flag.FlagSet, c *config) {
+	fs.StringVar(&c.Etcd, "etcd", "", "comma-separated client URLs of the site's etcd cluster, e.g. https://10.0.0.5:2379,https://10.0.0.6:2379 (empty: this box alone, on its own database file)")
+	fs.StringVar(&c.EtcdCA, "etcd-ca", "", "CA bundle that signed the etcd members' certificates (default: the system's roots)")
+	fs.StringVar(&c.EtcdCert, "etcd-cert", "", "client certificate for etcd's --client-cert-auth, with --etcd-key")
+	fs.StringVar(&c.EtcdKey, "etcd-key", "", "client key, with --etcd-cert")
+	fs.StringVar(&c.EtcdUser, "etcd-user", "", "etcd user name (its password from VMSAUTH_ETCD_PASSWORD or --etcd-password-file)")
+	fs.StringVar(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the --etcd-user password (one line)")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", etcdstore.DefaultPrefix, "key prefix of this site in etcd")
 }
 
 // parseFlags parses args, then fills every flag not given from
@@ -183,7 +206,7 @@ func (c *config) validate() error {
 	if _, err := c.forwardAuth(); err != nil {
 		return err
 	}
-	return nil
+	return c.validateEtcd()
 }
 
 // proxies parses --trusted-proxies into CIDRs or addresses Gin accepts.
@@ -272,8 +295,10 @@ func (c *config) authConfig() auth.Config {
 }
 
 // printConfig writes every option as flag=value with where it came from.
-// No option is a secret today; the initial admin password comes only from
-// VMSAUTH_ADMIN_PASSWORD, which is shown redacted.
+// No option is a secret: the initial admin password comes only from
+// VMSAUTH_ADMIN_PASSWORD and the etcd password only from
+// VMSAUTH_ETCD_PASSWORD or a file (whose path is shown, not its content);
+// the two variables are shown redacted.
 func printConfig(fs *flag.FlagSet, sources map[string]string, getenv func(string) string, w io.Writer) {
 	fs.VisitAll(func(f *flag.Flag) {
 		if f.Name == "print-config" {
@@ -287,6 +312,9 @@ func printConfig(fs *flag.FlagSet, sources map[string]string, getenv func(string
 	})
 	if getenv("VMSAUTH_ADMIN_PASSWORD") != "" {
 		fmt.Fprintf(w, "%-22s = %-24q # VMSAUTH_ADMIN_PASSWORD\n", "admin-password", "[redacted]")
+	}
+	if getenv(etcdPasswordEnv) != "" {
+		fmt.Fprintf(w, "%-22s = %-24q # %s\n", "etcd-password", "[redacted]", etcdPasswordEnv)
 	}
 }
 

@@ -81,6 +81,7 @@ type app struct {
 	checkDone  <-chan error
 	checked    chan struct{}
 	fatal      *fatalStop
+	outage     everyMinute // the background's WARN lines while etcd is unavailable
 
 	servers []*http.Server
 	serve   []func() error // one per server, run by Run
@@ -137,8 +138,30 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 	// of every page takes longer on a large file than a start may, so it
 	// runs beside the start: it holds off every write until it has passed,
 	// /healthz answers 503 meanwhile, and a damaged file stops serve.
-	db, svc, err := openService(cfg.Data, acfg, store.Options{CheckLater: true})
+	var (
+		db  Backend
+		svc *auth.Service
+		err error
+	)
+	if cfg.Etcd != "" {
+		db, svc, err = openSite(cfg, env.Getenv, acfg)
+		if err == nil {
+			a.log.Info("serving a site from etcd", "etcd", cfg.Etcd, "prefix", cfg.EtcdPrefix)
+		}
+	} else {
+		db, svc, err = openService(cfg.Data, acfg, store.Options{CheckLater: true})
+		if err == nil {
+			if left, e := leaveSite(cfg.Data); e != nil {
+				err = e
+			} else if left {
+				a.log.Warn("this box served a site from etcd before; it now serves from its own file, which holds what it held before it joined")
+			}
+		}
+	}
 	if err != nil {
+		if db != nil {
+			db.Close()
+		}
 		return nil, err
 	}
 	a.db = db
@@ -146,7 +169,21 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 	// Rehashes that logins started finish before the database closes.
 	a.onClose(svc.Wait)
 
-	if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log); err != nil {
+	err = bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log)
+	for wait := time.Now().Add(siteStartWait); errors.Is(err, auth.ErrUnavailable) && time.Now().Before(wait); {
+		// A site box may start while etcd settles or has no majority:
+		// it waits a little, then exits for systemd to start it again.
+		if a.outage.allow() {
+			a.log.Warn("etcd does not answer yet; waiting for it", "for", siteStartWait, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		err = bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("creating the first admin: %w", err)
 	}
 	a.checkStart = time.Now()
@@ -170,6 +207,15 @@ func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, er
 			a.fatal.stop(fmt.Errorf("the audit writer stopped: %w (a bug in vmsauth: please report it with the service's log)", err))
 			return
 		}
+		if errors.Is(err, auth.ErrUnavailable) {
+			// An etcd site without a majority: an outage, not the box's
+			// fault. The batch is lost, as with any failed audit write;
+			// it holds the attempts answered 503 meanwhile.
+			if a.outage.allow() {
+				log.Warn("writing the audit trail: the store is unavailable (logged once a minute)", "err", err)
+			}
+			return
+		}
 		log.Error("writing the audit trail", "err", err)
 	})
 	a.onClose(func() { auditor.Close() })
@@ -178,7 +224,7 @@ func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, er
 	goSafe(a.fatal, "sweep", func() {
 		select {
 		case <-a.checked:
-			sweep(sweepCtx, db, log)
+			sweep(sweepCtx, db, log, &a.outage)
 		case <-sweepCtx.Done():
 		}
 	}, func() { close(swept) })
@@ -405,11 +451,15 @@ const (
 
 // sweep deletes dead sessions and refresh tokens now and every hour until
 // ctx ends, so the database file does not grow forever.
-func sweep(ctx context.Context, db Backend, log *slog.Logger) {
+func sweep(ctx context.Context, db Backend, log *slog.Logger, outage *everyMinute) {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
-		if n, err := db.Sweep(time.Now(), sweepKeep); err != nil {
+		if n, err := db.Sweep(time.Now(), sweepKeep); errors.Is(err, auth.ErrUnavailable) {
+			if outage.allow() {
+				log.Warn("sweeping expired sessions: the store is unavailable; trying again in an hour", "err", err)
+			}
+		} else if err != nil {
 			log.Error("sweeping expired sessions", "err", err)
 		} else if n > 0 {
 			log.Info("swept expired sessions and tokens", "removed", n)

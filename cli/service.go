@@ -45,6 +45,12 @@ func serviceCommand(env Env, action string, args []string) error {
 		HasSystemd:  env.host.hasSystemd,
 	}
 	if action == "install" {
+		if env.Getenv != nil && env.Getenv(etcdPasswordEnv) != "" {
+			// The unit would not see it, and a unit file is no place for
+			// a password: refuse rather than install a service that
+			// cannot log in to etcd at boot.
+			return serviceError(action, fmt.Errorf("%s is set, but the service does not see this shell's environment: put the password in a file only root and the service can read (e.g. /etc/vmsauth/etcd-password, mode 0640, group %s) and pass --etcd-password-file", etcdPasswordEnv, serviceAccount))
+		}
 		serveArgs, c, err := installArgs(args, stderr)
 		if err != nil {
 			return serviceError(action, err)
@@ -52,7 +58,8 @@ func serviceCommand(env Env, action string, args []string) error {
 		if !env.host.user {
 			// A user unit runs as its user; only a system unit gets one.
 			cfg.User = serviceAccount
-			cfg.Reads = slices.DeleteFunc([]string{c.TLSCert, c.TLSKey}, func(p string) bool { return p == "" })
+			cfg.Reads = slices.DeleteFunc([]string{c.TLSCert, c.TLSKey, c.EtcdCA, c.EtcdCert, c.EtcdKey, c.EtcdPasswordFile},
+				func(p string) bool { return p == "" })
 		}
 		if cfg.Capabilities, err = listenCapabilities(c.Listen); err != nil {
 			return serviceError(action, err)
@@ -130,12 +137,17 @@ func installArgs(args []string, stderr io.Writer) ([]string, *config, error) {
 	if err := c.validate(); err != nil {
 		return nil, nil, err
 	}
+	if c.EtcdUser != "" && c.EtcdPasswordFile == "" {
+		return nil, nil, fmt.Errorf("--etcd-user %s: the service needs its password in --etcd-password-file (it does not see %s from this shell)", c.EtcdUser, etcdPasswordEnv)
+	}
 	// The unit runs with / as working directory and ProtectHome=yes, and
 	// a missing certificate would only show at boot.
 	for _, p := range []struct {
 		flag, path string
 		mustExist  bool
-	}{{"--data", c.Data, false}, {"--tls-cert", c.TLSCert, true}, {"--tls-key", c.TLSKey, true}} {
+	}{{"--data", c.Data, false}, {"--tls-cert", c.TLSCert, true}, {"--tls-key", c.TLSKey, true},
+		{"--etcd-ca", c.EtcdCA, true}, {"--etcd-cert", c.EtcdCert, true}, {"--etcd-key", c.EtcdKey, true},
+		{"--etcd-password-file", c.EtcdPasswordFile, true}} {
 		if p.path == "" {
 			continue
 		}
@@ -158,7 +170,7 @@ func installArgs(args []string, stderr io.Writer) ([]string, *config, error) {
 }
 
 // takeableDataDir refuses a data directory that holds files but no vmsauth
-// database: install gives the whole directory to the service user, which
+// database (nor a site box's marker): install gives the whole directory to the service user, which
 // must not happen to, say, /srv or /var/lib given by mistake.
 func takeableDataDir(dir string) error {
 	entries, err := os.ReadDir(dir)
@@ -168,7 +180,10 @@ func takeableDataDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("--data %q: %v", dir, err)
 	}
-	if len(entries) == 0 || slices.ContainsFunc(entries, func(e os.DirEntry) bool { return e.Name() == databaseFile }) {
+	// A site box's directory has no database file but the site marker.
+	if len(entries) == 0 || slices.ContainsFunc(entries, func(e os.DirEntry) bool {
+		return e.Name() == databaseFile || e.Name() == siteMarkerFile
+	}) {
 		return nil
 	}
 	return fmt.Errorf("--data %q holds files but no %s; install gives the data directory to user %s, so name an empty or new directory, or one a vmsauth service used", dir, databaseFile, serviceAccount)

@@ -130,19 +130,21 @@ func (s *Store) Close() error {
 }
 
 // rangeKV and txn are the only ways to etcd, so that none is taken after
-// Close.
+// Close, and every outage is also auth.ErrUnavailable (see unavailable).
 func (s *Store) rangeKV(ctx context.Context, r etcd.RangeRequest) (*etcd.RangeResponse, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	return s.c.Range(ctx, r)
+	resp, err := s.c.Range(ctx, r)
+	return resp, unavailable(err)
 }
 
 func (s *Store) txn(ctx context.Context, r etcd.TxnRequest) (*etcd.TxnResponse, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	return s.c.Txn(ctx, r)
+	resp, err := s.c.Txn(ctx, r)
+	return resp, unavailable(err)
 }
 
 // Health reports ErrStoreWriteFailed while the last write failed: etcd

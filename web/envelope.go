@@ -27,6 +27,9 @@ var (
 	faultBadBody   = fault{http.StatusBadRequest, "bad_body", codeBadBody}
 	faultTimeout   = fault{http.StatusRequestTimeout, "timeout", codeTimeout}
 	faultInternal  = fault{http.StatusInternalServerError, "server_error", codeInternal}
+	// faultUnavailable: the store cannot answer now (auth.ErrUnavailable,
+	// an etcd site without a majority). An outage: the client may retry.
+	faultUnavailable = fault{http.StatusServiceUnavailable, "unavailable", codeUnavailable}
 )
 
 // envelope is one API's error format: every error path that is not one

@@ -29,6 +29,7 @@ const (
 	codeTooLarge       = http.StatusRequestEntityTooLarge
 	codeTooMany        = http.StatusTooManyRequests
 	codeInternal       = http.StatusInternalServerError
+	codeUnavailable    = http.StatusServiceUnavailable
 )
 
 var integrationMessages = map[int]string{
@@ -47,6 +48,7 @@ var integrationMessages = map[int]string{
 	codeTooLarge:       "Request body is too large.",
 	codeTooMany:        "Too Many Attempts.",
 	codeInternal:       "Internal Server Error.",
+	codeUnavailable:    "Service Unavailable. Try again later.",
 }
 
 // integrationError answers seed 002's envelope with one error: the seed

@@ -45,6 +45,7 @@ var messages = map[string][2]string{ // [en, ru]
 	"bad_body":        {"The request body could not be read.", "Не удалось прочитать тело запроса."},
 	"timeout":         {"The request body took too long to arrive.", "Тело запроса передавалось слишком долго."},
 	"server_error":    {"Server Error", "Ошибка сервера"},
+	"unavailable":     {"Service Unavailable. Try again later.", "Сервис временно недоступен. Повторите попытку позже."},
 	"no_admin":        {"This account has no access to the admin panel.", "У этой учётной записи нет доступа к панели администратора."},
 
 	"credentials": {"These credentials do not match our records.", "Неверный логин или пароль."},
@@ -205,8 +206,24 @@ func (s *server) internalError(c *gin.Context, err error) {
 	if s.clientFault(c, err) {
 		return
 	}
+	if errors.Is(err, auth.ErrUnavailable) {
+		s.unavailable(c, err)
+		return
+	}
 	s.log.Error("internal error", "path", c.Request.URL.Path, "err", err)
 	s.envelope(c).fault(c, faultInternal)
+}
+
+// unavailable answers 503 for a store that cannot answer now (an etcd
+// site without a majority). The box is not at fault and a flood of
+// requests during an outage must not flood the log: one WARN line a
+// minute at most, with the cause; /healthz reports it meanwhile.
+func (s *server) unavailable(c *gin.Context, err error) {
+	now := time.Now().Unix()
+	if last := s.unavailableLogged.Load(); now-last >= 60 && s.unavailableLogged.CompareAndSwap(last, now) {
+		s.log.Warn("the store is unavailable; answering 503 (logged once a minute)", "path", c.Request.URL.Path, "err", err)
+	}
+	s.envelope(c).fault(c, faultUnavailable)
 }
 
 // formatTime is the seed product's "YYYY-MM-DD HH:MM:SS", in the box's

@@ -118,6 +118,8 @@ func reason(err error) string {
 		return "wrong current password"
 	case errors.Is(err, context.Canceled):
 		return "client gave up"
+	case errors.Is(err, auth.ErrUnavailable):
+		return "store unavailable"
 	}
 	return "internal error"
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +73,9 @@ type server struct {
 	metrics        *metrics
 	// The two error envelopes, set on each API's route group.
 	laravel, integration envelope
+	// unavailableLogged is when (Unix seconds) a 503 for an unavailable
+	// store was last logged.
+	unavailableLogged atomic.Int64
 }
 
 func init() {
