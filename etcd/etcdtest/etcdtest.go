@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -193,16 +194,31 @@ func (c *Cluster) launch(m *Member) error {
 	// and the cleanup stops it by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	dieWithTest(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	m.cmd, m.done = cmd, make(chan struct{})
-	go func(done chan struct{}) {
+	// Linux sends the death signal when the *thread* that started the
+	// member ends, not the process, and Go ends a thread whose goroutine
+	// exits locked to it (vmsauth's bcrypt workers do, to drop their
+	// priority): a serve under test killed its own etcd cluster that way.
+	// So the member is started and waited for on a thread of its own,
+	// locked to this goroutine until the member has exited.
+	started := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			runtime.UnlockOSThread()
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		logf.Close()
 		close(done)
-	}(m.done)
+	}()
+	if err := <-started; err != nil {
+		logf.Close()
+		return err
+	}
+	m.cmd, m.done = cmd, done
 	return nil
 }
 
