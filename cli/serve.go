@@ -492,6 +492,12 @@ func openService(dir string, acfg auth.Config, opts store.Options) (Backend, *au
 		db.Close()
 		return nil, nil, err
 	}
+	return withRules(db, acfg)
+}
+
+// withRules builds the rules on an open backend, closing it if they
+// cannot be built: the last step of opening any backend.
+func withRules(db Backend, acfg auth.Config) (Backend, *auth.Service, error) {
 	svc, err := auth.New(db, acfg)
 	if err != nil {
 		db.Close()

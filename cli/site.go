@@ -160,12 +160,7 @@ func openSite(cfg *config, getenv func(string) string, acfg auth.Config) (Backen
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := auth.New(db, acfg)
-	if err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return db, svc, nil
+	return withRules(db, acfg)
 }
 
 // leaveSite removes the site marker when the box serves from its own file
