@@ -77,6 +77,14 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("files not vmsauth's after the takeover: %q, want only /etc/shadow", got)
 	}
 	unit := m.MustRun(t, "cat", "/lib/systemd/system/vmsauth.service")
+	// vmsauth's own service commands act on the package's unit, and leave
+	// installing and removing it to apt.
+	if got := m.MustRun(t, "vmsauth", "status"); got != "stopped" {
+		t.Errorf("vmsauth status after apt install: %q, want stopped", got)
+	}
+	if out, err := m.Run("vmsauth", "uninstall"); err == nil || !strings.Contains(out, "apt remove vmsauth") {
+		t.Errorf("vmsauth uninstall of the package's unit: %v: %q, want a refusal naming apt remove", err, out)
+	}
 
 	// The installer's settings, then a start.
 	port := 8443 // the container's loopback is its own: any port is free
@@ -116,7 +124,6 @@ func TestDebianPackage(t *testing.T) {
 	m.MustRun(t, "test", "-s", data+"/vmsauth.db")
 	m.MustRun(t, "grep", "-q", "^VMSAUTH_LISTEN=", "/etc/default/vmsauth")
 	m.MustRun(t, "getent", "passwd", "vmsauth")
-
 	// A reinstall takes up where it was: enabled, not started, same data.
 	apt("install", "./"+filepath.Base(deb))
 	if got := is("is-enabled"); got != "enabled" {
@@ -170,6 +177,22 @@ systemctl restart vmsauth`, low))
 	installed := m.MustRun(t, "cat", "/etc/systemd/system/vmsauth.service")
 	if want := strings.Replace(unit, "EnvironmentFile=-/etc/default/vmsauth\n", "", 1); installed != want {
 		t.Errorf("the package's unit, without EnvironmentFile=:\n%s\nvmsauth install's:\n%s", want, installed)
+	}
+
+	// The mask apt remove leaves is no unit: vmsauth install, of a binary
+	// kept elsewhere, writes its own unit over it.
+	m.MustRun(t, "/usr/bin/vmsauth", "uninstall")
+	if err := os.Rename(m.HostPath("/usr/bin/vmsauth"), m.HostPath("/usr/local/bin/vmsauth")); err != nil {
+		t.Fatal(err)
+	}
+	apt("install", "./"+filepath.Base(deb))
+	apt("remove", "vmsauth")
+	if got := m.MustRun(t, "vmsauth", "status"); got != "not installed" {
+		t.Errorf("vmsauth status after apt remove: %q, want not installed", got)
+	}
+	m.MustRun(t, "vmsauth", "install")
+	if got := m.MustRun(t, "stat", "-c", "%F", "/etc/systemd/system/vmsauth.service"); got != "regular file" {
+		t.Errorf("after vmsauth install over the mask the unit is a %s", got)
 	}
 }
 

@@ -72,6 +72,18 @@ var (
 	ErrNotRoot          = errors.New("needs root (run it with sudo)")
 	ErrAlreadyInstalled = errors.New("already installed")
 	ErrNotInstalled     = errors.New("not installed")
+	// ErrPackaged: the unit came with the vmsauth package, which owns it.
+	ErrPackaged = errors.New("installed by the vmsauth package")
+)
+
+// Where systemd units live. systemUnitDir is where install writes one;
+// packageUnitDirs are where a package (the .deb) puts its own, which
+// start, stop, restart and status act on too but install and uninstall
+// leave to the package manager. Variables so tests can point them at a
+// temporary directory.
+var (
+	systemUnitDir   = "/etc/systemd/system"
+	packageUnitDirs = []string{"/lib/systemd/system", "/usr/lib/systemd/system"}
 )
 
 // Status is what Service.Status reports.
@@ -152,7 +164,7 @@ func (noop) Stop(service.Service) error  { return nil }
 func (s *Service) UnitPath() (string, error) {
 	name := s.cfg.Name + ".service"
 	if !s.cfg.UserService {
-		return "/etc/systemd/system/" + name, nil
+		return filepath.Join(systemUnitDir, name), nil
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -173,10 +185,12 @@ func (s *Service) Install() error {
 		return err
 	}
 	path, err := s.installed()
-	if err == nil {
+	switch {
+	case err == nil:
 		return fmt.Errorf("%w (%s)", ErrAlreadyInstalled, path)
-	}
-	if !errors.Is(err, ErrNotInstalled) {
+	case errors.Is(err, ErrPackaged):
+		return fmt.Errorf("%w; its settings are in /etc/default/vmsauth, and systemctl or vmsauth start/stop/status run it", err)
+	case !errors.Is(err, ErrNotInstalled):
 		return err
 	}
 	// The account comes first: when it cannot be made, or cannot read
@@ -259,7 +273,9 @@ func (s *Service) Uninstall() error {
 	if err := s.needRoot(); err != nil {
 		return err
 	}
-	if _, err := s.installed(); err != nil {
+	if _, err := s.installed(); errors.Is(err, ErrPackaged) {
+		return fmt.Errorf("%w; remove it with: apt remove vmsauth (the data is kept)", err)
+	} else if err != nil {
 		return err
 	}
 	// A running service would outlive its unit; a stop that fails
@@ -280,7 +296,7 @@ func (s *Service) act(name string, f func() error) error {
 	if err := s.needRoot(); err != nil {
 		return err
 	}
-	if _, err := s.installed(); err != nil {
+	if _, err := s.installed(); err != nil && !errors.Is(err, ErrPackaged) {
 		return err
 	}
 	if err := f(); err != nil {
@@ -296,7 +312,7 @@ func (s *Service) act(name string, f func() error) error {
 func (s *Service) Status() (Status, error) {
 	if _, err := s.installed(); errors.Is(err, ErrNotInstalled) {
 		return NotInstalled, nil
-	} else if err != nil {
+	} else if err != nil && !errors.Is(err, ErrPackaged) {
 		return NotInstalled, err
 	}
 	st, err := s.svc.Status()
@@ -311,18 +327,35 @@ func (s *Service) Status() (Status, error) {
 	return Stopped, nil
 }
 
-// installed returns the unit path, or ErrNotInstalled when it is absent.
+// installed returns the path of the unit install writes when it is there
+// (nil error). Otherwise: ErrPackaged, with the package's unit path, when
+// only a package's unit is there; ErrNotInstalled when there is none. The
+// mask that apt remove leaves in place of the unit (a link to /dev/null)
+// is no unit: install writes over it.
 func (s *Service) installed() (string, error) {
 	path, err := s.UnitPath()
 	if err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return path, ErrNotInstalled
-	} else if err != nil {
-		return path, err
+	switch target, err := os.Readlink(path); {
+	case err == nil && target == os.DevNull: // masked
+	case errors.Is(err, os.ErrNotExist):
+	default:
+		// A regular file (Readlink says EINVAL) or a link to one.
+		if _, err := os.Stat(path); err != nil {
+			return path, err
+		}
+		return path, nil
 	}
-	return path, nil
+	if !s.cfg.UserService {
+		for _, dir := range packageUnitDirs {
+			p := filepath.Join(dir, s.cfg.Name+".service")
+			if _, err := os.Stat(p); err == nil {
+				return p, fmt.Errorf("%w (%s)", ErrPackaged, p)
+			}
+		}
+	}
+	return path, ErrNotInstalled
 }
 
 func (s *Service) needRoot() error {
