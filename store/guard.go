@@ -124,20 +124,6 @@ func (db *DB) update(fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// batch is update through bbolt's Batch, which may run fn on a goroutine
-// of its own, and run it twice: so fn is guarded where it runs.
-func (db *DB) batch(fn func(tx *bolt.Tx) error) error {
-	var fnErr error
-	err := db.guarded(func() error {
-		return db.bolt.Batch(func(tx *bolt.Tx) error {
-			fnErr = db.guarded(func() error { return fn(tx) })
-			return fnErr
-		})
-	})
-	db.wrote(err, fnErr)
-	return err
-}
-
 // wrote keeps a write's outcome for Health: a commit that failed (fn
 // returned nil, and yet the write did not happen) marks the disk failing,
 // and any commit that succeeds clears it. An error of fn's own is a refusal

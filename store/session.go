@@ -19,9 +19,9 @@ import (
 // outlive a concurrently deleted user.
 func (db *DB) CreateSession(_ context.Context, s *auth.Session, opt auth.CreateOptions) error {
 	// Logins that arrive together share one commit, and so one fsync,
-	// rather than queueing for one each: Batch runs their transactions as
-	// one. bbolt may run the function twice (when another function of the
-	// batch fails, the batch rolls back and runs again without it, and the
+	// rather than queueing for one each: batch runs their transactions as
+	// one. It may run the function twice (when another function of the
+	// group fails, the group rolls back and runs again without it, and the
 	// failed one runs alone), which createSession allows: all it does is in
 	// tx, and each run sees what the batch wrote before it, as if that had
 	// committed first.

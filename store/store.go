@@ -109,6 +109,7 @@ type DB struct {
 	path     string
 	users    userCache
 	sessions sessionCache
+	batcher  batcher
 
 	release *releaser // nil with a negative ReleaseEvery
 	touches *touches
@@ -159,14 +160,6 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	// Concurrent logins share commits through Batch (see CreateSession).
-	// bbolt's default batch waits 10 ms for company, which a lone login
-	// would pay in full. 1 ms costs it little, and a busy moment still
-	// fills batches: logins that come while one commits (fsync) queue up
-	// for the next. A batch starts at once when it holds as many logins as
-	// a flood brings at a time.
-	db.bolt.MaxBatchDelay = time.Millisecond
-	db.bolt.MaxBatchSize = 64
 	var version uint64
 	err = db.view(func(tx *bolt.Tx) (err error) { version, err = inspect(tx); return err })
 	switch {
