@@ -1,0 +1,143 @@
+package auth
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// SharedCounters keeps the event times of throttle keys for all the boxes
+// of a site together, so that the limits hold over the site rather than
+// per box. It only stores and swaps: the rule (judge) stays here, applied
+// by fn, the same function a Window applies to its own keys.
+//
+// Keys are "ip/<client key>" and "login/<login key>"; values are event
+// times in Unix nanoseconds, oldest first, never more than the limit.
+type SharedCounters interface {
+	// Update reads key's event times (none for an absent key) and calls
+	// fn on them; when fn asks to write, it stores what fn returned in
+	// their place, atomically: if another box wrote the key in between,
+	// it reads again and calls fn again, so fn may run more than once and
+	// its last run is what happened. An empty list deletes the key. The
+	// backend keeps a written key for at least keep and may drop it after
+	// (its events have left the window by then), so idle keys cost
+	// nothing. An error means the counters are out of reach: the caller
+	// refuses the request (fail closed).
+	Update(ctx context.Context, key string, keep time.Duration, fn func(hits []int64) (next []int64, write bool)) error
+}
+
+// undoTimeout bounds the shared undo of a successful login: it runs after
+// the answer is decided and has no request context of its own.
+const undoTimeout = 5 * time.Second
+
+// beginShared is Begin on a site box, after the box's own Window let the
+// client key through (a local refusal is also a site refusal, and keeps a
+// flood off etcd). Each key is then taken in the site's counter, and the
+// box's Window adopts what the site holds for it, so that a key the site
+// has locked is next refused here without asking etcd again.
+//
+// The one difference from a single box: the client key is counted in the
+// site before the login is looked up or judged, so a client the site
+// refuses costs no lookup, and a request refused for its login still
+// counts against its client key (a single box counts it only once the
+// login passed). Without this, requests at a locked login would each cost
+// etcd a read and a write, with nothing to bound them.
+func (t *Throttle) beginShared(ctx context.Context, ip, ipKey, login string) (Decision, *Attempt) {
+	now := t.now().UnixNano()
+	d := t.takeShared(ctx, t.ip, "ip/"+ipKey, ipKey, ipKey, ip, now)
+	if !d.Allowed {
+		return d, nil
+	}
+	if login == "" {
+		return d, &Attempt{}
+	}
+	key, err := t.loginKey(ctx, login)
+	if err != nil {
+		return Decision{Limit: t.login.limit, Kind: "login", Err: err}, nil
+	}
+	if ld, _ := t.login.take(key, login, ip, false); !ld.Allowed {
+		return ld, nil
+	}
+	if ld := t.takeShared(ctx, t.login, "login/"+key, key, login, ip, now); !ld.Allowed {
+		return ld, nil
+	}
+	return d, &Attempt{w: t.login, key: key, at: now, shared: t.shared}
+}
+
+// takeShared counts one event of key at now in the site's counter skey if
+// the site holds fewer than w's limit, and has w adopt the site's events
+// of key. A refusal by the site is tallied in w as the box's own, so each
+// box logs and audits its own first refusal of a lock, and counts the
+// rest for its summary.
+func (t *Throttle) takeShared(ctx context.Context, w *Window, skey, key, label, ip string, now int64) Decision {
+	var (
+		d    Decision
+		site []int64
+	)
+	err := t.shared.Update(ctx, skey, time.Duration(w.window), func(hits []int64) ([]int64, bool) {
+		site, d = judge(hits, now, w.window, w.limit, w.kind)
+		if !d.Allowed {
+			return nil, false
+		}
+		// Boxes' clocks differ a little: keep the times in order.
+		i, _ := slices.BinarySearch(site, now)
+		site = slices.Insert(slices.Clone(site), i, now)
+		d.Remaining--
+		return site, true
+	})
+	if err != nil {
+		return Decision{Limit: w.limit, Kind: w.kind, Err: err}
+	}
+	w.adopt(key, site)
+	if d.Allowed {
+		return d
+	}
+	if ld, _ := w.take(key, label, ip, false); !ld.Allowed {
+		return ld
+	}
+	return d
+}
+
+// undoShared takes a successful attempt off the site's counter of its
+// login. Failing that (etcd out), the attempt stays counted as a failure
+// until it leaves the window: the safe side.
+func (a *Attempt) undoShared() {
+	ctx, cancel := context.WithTimeout(context.Background(), undoTimeout)
+	defer cancel()
+	_ = a.shared.Update(ctx, "login/"+a.key, time.Duration(a.w.window), func(hits []int64) ([]int64, bool) {
+		i := slices.Index(hits, a.at)
+		if i < 0 {
+			return nil, false
+		}
+		return slices.Delete(slices.Clone(hits), i, i+1), true
+	})
+}
+
+// adopt makes hits (the site's events of key, oldest first) the key's
+// events in w. The key goes to the head of w's list as if just used: its
+// latest event is recent (the site just judged it), and an older one only
+// makes purge find it a little later.
+func (w *Window) adopt(key string, hits []int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(hits) > w.limit {
+		hits = hits[len(hits)-w.limit:]
+	}
+	c, ok := w.keys[key]
+	switch {
+	case len(hits) == 0 && ok:
+		w.remove(c)
+		return
+	case len(hits) == 0:
+		return
+	case ok:
+		w.unlink(c)
+	default:
+		// The Window's bound was checked by the peek before the site was
+		// asked; requests in flight at once may pass it by their number.
+		c = &counter{key: key}
+		w.keys[key] = c
+	}
+	c.hits = append(c.hits[:0], hits...)
+	w.pushFront(c)
+}
