@@ -26,9 +26,11 @@ type SharedCounters interface {
 	Update(ctx context.Context, key string, keep time.Duration, fn func(hits []int64) (next []int64, write bool)) error
 }
 
-// undoTimeout bounds the shared undo of a successful login: it runs after
-// the answer is decided and has no request context of its own.
-const undoTimeout = 5 * time.Second
+// undoTimeout bounds the shared take-back of an attempt that was not a
+// failure. It runs before the answer, with no request context of its own,
+// and also after a login that failed because etcd is out: short, so that
+// such a login still answers 503 within the 5 s a site promises.
+const undoTimeout = 2 * time.Second
 
 // beginShared is Begin on a site box, after the box's own Window let the
 // client key through (a local refusal is also a site refusal, and keeps a

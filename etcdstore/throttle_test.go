@@ -173,3 +173,41 @@ func TestSharedCaptcha(t *testing.T) {
 		t.Fatal("a grace was not spent exactly once over two boxes")
 	}
 }
+
+// TestSharedLeaseGone: a lease etcd no longer has (revoked, or the cluster
+// restored from a snapshot) is replaced at the next write, and its keys,
+// gone with it, start again from nothing.
+func TestSharedLeaseGone(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	_, shared := twoBoxes(t, c)
+	count := func() int {
+		n := 0
+		err := shared[0].Update(t.Context(), "login/u1", auth.DefaultWindow, func(hits []int64) ([]int64, bool) {
+			n = len(hits) + 1
+			return append(append([]int64(nil), hits...), time.Now().UnixNano()), true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	count()
+	if n := count(); n != 2 {
+		t.Fatalf("second event: %d counted", n)
+	}
+	r, err := etcd.New(etcd.Config{Endpoints: c.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	kvs, err := r.Range(t.Context(), etcd.RangeRequest{Key: []byte("/vmsauth-test/"), RangeEnd: etcd.PrefixEnd([]byte("/vmsauth-test/"))})
+	if err != nil || len(kvs.KVs) != 1 || kvs.KVs[0].Lease == 0 {
+		t.Fatalf("want one leased counter: %+v %v", kvs, err)
+	}
+	if err := r.Revoke(t.Context(), kvs.KVs[0].Lease); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("after the lease was revoked: %d counted, want 1", n)
+	}
+}
