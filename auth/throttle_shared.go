@@ -33,21 +33,38 @@ type SharedCounters interface {
 const undoTimeout = 2 * time.Second
 
 // beginShared is Begin on a site box, after the box's own Window let the
-// client key through (a local refusal is also a site refusal, and keeps a
-// flood off etcd). Each key is then taken in the site's counter, and the
-// box's Window adopts what the site holds for it, so that a key the site
-// has locked is next refused here without asking etcd again.
+// client key through: a local refusal is also a site refusal, and keeps a
+// flood off etcd.
 //
-// The one difference from a single box: the client key is counted in the
-// site before the login is looked up or judged, so a client the site
-// refuses costs no lookup, and a request refused for its login still
-// counts against its client key (a single box counts it only once the
-// login passed). Without this, requests at a locked login would each cost
-// etcd a read and a write, with nothing to bound them.
+// The client key is counted in the box's Window first, as a reservation
+// that bounds how many requests of one client a box has in flight, then in
+// the site's counter; the Window then merges what the site holds for the
+// key, so a client the site has refused is next refused here without
+// asking etcd. A client key's events are never taken back, so what a box
+// learnt of it stays true until the events leave the window.
+//
+// A login is judged by the site alone: its events are taken back when a
+// login succeeds, possibly on another box, so a lock a box learnt may be
+// gone a moment later (ten users of one shared account logging in at
+// once fill the count while they hash, then free it), and a box that kept
+// refusing on what it learnt would lock the account for the whole window.
+// A refused login costs etcd one read, never a write, and every request
+// that reaches it was counted against its client key first, so the
+// client's budget bounds those reads too. The box's Window of logins holds
+// what the site last said of each key, to tally its refusals.
+//
+// The one difference from a single box: the client key is counted before
+// the login is looked up or judged, so a client the site refuses costs no
+// lookup, and a request refused for its login still counts against its
+// client key (a single box counts it only once the login passed). Without
+// this, requests at a locked login would cost etcd reads with nothing to
+// bound them.
 func (t *Throttle) beginShared(ctx context.Context, ip, ipKey, login string) (Decision, *Attempt) {
-	now := t.now().UnixNano()
-	d := t.takeShared(ctx, t.ip, "ip/"+ipKey, ipKey, ipKey, ip, now)
+	d, at := t.ip.take(ipKey, ipKey, ip, true)
 	if !d.Allowed {
+		return d, nil
+	}
+	if d = t.takeShared(ctx, t.ip, "ip/"+ipKey, ipKey, ipKey, ip, at); !d.Allowed {
 		return d, nil
 	}
 	if login == "" {
@@ -57,21 +74,20 @@ func (t *Throttle) beginShared(ctx context.Context, ip, ipKey, login string) (De
 	if err != nil {
 		return Decision{Limit: t.login.limit, Kind: "login", Err: err}, nil
 	}
-	if ld, _ := t.login.take(key, login, ip, false); !ld.Allowed {
+	if ld := t.takeShared(ctx, t.login, "login/"+key, key, login, ip, at); !ld.Allowed {
 		return ld, nil
 	}
-	if ld := t.takeShared(ctx, t.login, "login/"+key, key, login, ip, now); !ld.Allowed {
-		return ld, nil
-	}
-	return d, &Attempt{w: t.login, key: key, at: now, shared: t.shared}
+	return d, &Attempt{w: t.login, key: key, at: at, shared: t.shared}
 }
 
 // takeShared counts one event of key at now in the site's counter skey if
-// the site holds fewer than w's limit, and has w adopt the site's events
-// of key. A refusal by the site is tallied in w as the box's own, so each
-// box logs and audits its own first refusal of a lock, and counts the
-// rest for its summary.
+// the site holds fewer than w's limit. The client keys' Window (reserved
+// says the event at now is in it already) merges the site's events of key;
+// the logins' Window takes them as they are. A refusal by the site is
+// tallied in w as the box's own, so each box logs and audits its own first
+// refusal of a lock, and counts the rest for its summary.
 func (t *Throttle) takeShared(ctx context.Context, w *Window, skey, key, label, ip string, now int64) Decision {
+	reserved := w == t.ip
 	var (
 		d    Decision
 		site []int64
@@ -88,9 +104,15 @@ func (t *Throttle) takeShared(ctx context.Context, w *Window, skey, key, label, 
 		return site, true
 	})
 	if err != nil {
+		if reserved {
+			w.Undo(key, now)
+		}
 		return Decision{Limit: w.limit, Kind: w.kind, Err: err}
 	}
-	w.adopt(key, site)
+	if reserved && !d.Allowed {
+		w.Undo(key, now) // refused events are not counted
+	}
+	w.adopt(key, site, reserved)
 	if d.Allowed {
 		return d
 	}
@@ -116,16 +138,21 @@ func (a *Attempt) undoShared() {
 }
 
 // adopt makes hits (the site's events of key, oldest first) the key's
-// events in w. The key goes to the head of w's list as if just used: its
-// latest event is recent (the site just judged it), and an older one only
-// makes purge find it a little later.
-func (w *Window) adopt(key string, hits []int64) {
+// events in w, or with merge adds them to its own: the events of requests
+// still in flight on this box are in its Window and maybe not yet in the
+// site's. The key goes to the head of w's list as if just used: its latest
+// event is recent (the site just judged it), and an older one only makes
+// purge find it a little later.
+func (w *Window) adopt(key string, hits []int64, merge bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	c, ok := w.keys[key]
+	if merge && ok {
+		hits = mergeHits(c.hits, hits)
+	}
 	if len(hits) > w.limit {
 		hits = hits[len(hits)-w.limit:]
 	}
-	c, ok := w.keys[key]
 	switch {
 	case len(hits) == 0 && ok:
 		w.remove(c)
@@ -135,11 +162,27 @@ func (w *Window) adopt(key string, hits []int64) {
 	case ok:
 		w.unlink(c)
 	default:
-		// The Window's bound was checked by the peek before the site was
-		// asked; requests in flight at once may pass it by their number.
+		// The Window's bound was checked when the client key was
+		// reserved; a login key came with one.
 		c = &counter{key: key}
 		w.keys[key] = c
 	}
 	c.hits = append(c.hits[:0], hits...)
 	w.pushFront(c)
+}
+
+// mergeHits is the ordered union of two ordered lists of event times.
+func mergeHits(a, b []int64) []int64 {
+	out := make([]int64, 0, len(a)+len(b))
+	for len(a) > 0 || len(b) > 0 {
+		switch {
+		case len(b) == 0 || len(a) > 0 && a[0] < b[0]:
+			out, a = append(out, a[0]), a[1:]
+		case len(a) == 0 || b[0] < a[0]:
+			out, b = append(out, b[0]), b[1:]
+		default: // the same event, in both
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return out
 }
