@@ -114,6 +114,9 @@ func (t *Throttle) takeShared(ctx context.Context, w *Window, skey, key, label, 
 	}
 	w.adopt(key, site, reserved)
 	if d.Allowed {
+		// The end of a lock is the end of its run of refusals: reported
+		// now, so that the next lock is reported as new.
+		w.Peek(key)
 		return d
 	}
 	if ld, _ := w.take(key, label, ip, false); !ld.Allowed {

@@ -119,10 +119,25 @@ func TestSharedThrottle(t *testing.T) {
 		t.Fatal("a client refused on both boxes still reached the site")
 	}
 
-	// The window frees on the site's clock as on one box.
+	// The window frees on the site's clock as on one box; the lock's run
+	// of refusals is reported as over, and a new lock is a new run.
 	clk.Advance(auth.DefaultWindow)
-	if d, _ := boxes[1].Begin(ctx, "198.51.100.100", "alice"); !d.Allowed {
-		t.Fatalf("after the window: %+v", d)
+	for i := range 10 {
+		if d, _ := boxes[1].Begin(ctx, fmt.Sprintf("198.51.100.%d", 100+i), "alice"); !d.Allowed {
+			t.Fatalf("failure %d after the window: %+v", i+1, d)
+		}
+	}
+	var logins []auth.Refusal
+	for _, r := range boxes[1].Ended() {
+		if r.Kind == "login" {
+			logins = append(logins, r)
+		}
+	}
+	if len(logins) != 1 || logins[0].Count != 11 {
+		t.Fatalf("box 1's runs of login refusals ended: %+v, want its one run of 11 refusals of alice", logins)
+	}
+	if d, _ := boxes[1].Begin(ctx, "198.51.100.200", "alice"); d.Allowed || !d.First {
+		t.Fatalf("a new lock on box 1: %+v, want its first refusal", d)
 	}
 }
 
