@@ -33,9 +33,12 @@ import (
 type Shared struct {
 	s *Store
 
-	mu       sync.Mutex
-	leaseID  int64
-	leaseEnd time.Time // when leaseID ends at the earliest, by this box's clock
+	mu          sync.Mutex
+	leaseID     int64
+	leaseEnd    time.Time     // when leaseID ends at the earliest, by this box's clock
+	granting    chan struct{} // closed when the grant under way ends; nil if none
+	grantErr    error         // the last grant's failure, returned until grantErrEnd
+	grantErrEnd time.Time
 }
 
 // NewShared returns the shared keys of the site s serves.
@@ -46,31 +49,78 @@ func NewShared(s *Store) *Shared { return &Shared{s: s} }
 // slack is how often a busy box grants one.
 const minLeaseSlack = 30 * time.Second
 
+// grantTimeout bounds a grant, which waits for no request's end.
+const grantTimeout = 3 * time.Second
+
+// grantErrFor is how long a failed grant is the answer of the writes that
+// need a lease: while etcd does not answer, they fail at once rather than
+// queue for a grant each.
+const grantErrFor = time.Second
+
 // lease returns a lease that lasts at least until until. The one held is
 // reused while it does; a new one lasts a quarter longer than needed (at
 // least minLeaseSlack), so a box grants one about every quarter of the
 // throttle's window, and keys live at most that much longer than they
-// must.
+// must. One grant runs at a time; the writes that need it wait for it.
 func (sh *Shared) lease(ctx context.Context, until time.Time) (int64, error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.leaseID != 0 && !sh.leaseEnd.Before(until) {
-		return sh.leaseID, nil
+	for {
+		sh.mu.Lock()
+		switch {
+		case sh.leaseID != 0 && !sh.leaseEnd.Before(until):
+			id := sh.leaseID
+			sh.mu.Unlock()
+			return id, nil
+		case sh.grantErr != nil && time.Now().Before(sh.grantErrEnd):
+			err := sh.grantErr
+			sh.mu.Unlock()
+			return 0, err
+		case sh.granting != nil:
+			wait := sh.granting
+			sh.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		sh.granting = done
+		sh.mu.Unlock()
+
+		id, end, err := sh.grant(ctx, until)
+		sh.mu.Lock()
+		sh.granting = nil
+		if err == nil {
+			sh.leaseID, sh.leaseEnd, sh.grantErr = id, end, nil
+		} else {
+			sh.grantErr, sh.grantErrEnd = err, time.Now().Add(grantErrFor)
+		}
+		sh.mu.Unlock()
+		close(done)
+		return id, err
+	}
+}
+
+// grant asks etcd for a lease lasting until until and a quarter more.
+func (sh *Shared) grant(ctx context.Context, until time.Time) (int64, time.Time, error) {
+	if sh.s.closed.Load() {
+		return 0, time.Time{}, ErrClosed
 	}
 	start := time.Now()
 	need := until.Sub(start)
 	ttl := need + max(need/4, minLeaseSlack)
-	if sh.s.closed.Load() {
-		return 0, ErrClosed
-	}
+	// Other writes wait for this grant: it must not end with the request
+	// that happened to start it (a client that left).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grantTimeout)
+	defer cancel()
 	l, err := sh.s.c.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
 	if err != nil {
-		return 0, unavailable(err)
+		return 0, time.Time{}, unavailable(err)
 	}
 	// etcd counts the TTL from when it granted, after start: ending it at
 	// start+TTL errs on the short side, which only grants sooner.
-	sh.leaseID, sh.leaseEnd = l.ID, start.Add(time.Duration(l.TTL)*time.Second)
-	return sh.leaseID, nil
+	return l.ID, start.Add(time.Duration(l.TTL) * time.Second), nil
 }
 
 // leaseGone forgets a lease etcd no longer has (revoked, or the cluster
