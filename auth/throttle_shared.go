@@ -51,7 +51,7 @@ const undoTimeout = 2 * time.Second
 // A refused login costs etcd one read, never a write, and every request
 // that reaches it was counted against its client key first, so the
 // client's budget bounds those reads too. The box's Window of logins holds
-// what the site last said of each key, to tally its refusals.
+// what the site last said of the keys it refused, to tally its refusals.
 //
 // The one difference from a single box: the client key is counted before
 // the login is looked up or judged, so a client the site refuses costs no
@@ -112,7 +112,10 @@ func (t *Throttle) takeShared(ctx context.Context, w *Window, skey, key, label, 
 	if reserved && !d.Allowed {
 		w.Undo(key, now) // refused events are not counted
 	}
-	w.adopt(key, site, reserved)
+	// A login's entry is made only when the site refuses it: the entry
+	// only tallies refusals, and so the box's table of logins holds no
+	// more than on a single box.
+	w.adopt(key, site, reserved, reserved || !d.Allowed)
 	if d.Allowed {
 		// The end of a lock is the end of its run of refusals: reported
 		// now, so that the next lock is reported as new.
@@ -143,13 +146,16 @@ func (a *Attempt) undoShared() {
 // adopt makes hits (the site's events of key, oldest first) the key's
 // events in w, or with merge adds them to its own: the events of requests
 // still in flight on this box are in its Window and maybe not yet in the
-// site's. The key goes to the head of w's list as if just used: its latest
+// site's. Without create, a key w does not hold is left out. The key goes to the head of w's list as if just used: its latest
 // event is recent (the site just judged it), and an older one only makes
 // purge find it a little later.
-func (w *Window) adopt(key string, hits []int64, merge bool) {
+func (w *Window) adopt(key string, hits []int64, merge, create bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c, ok := w.keys[key]
+	if !ok && !create {
+		return
+	}
 	if merge && ok {
 		hits = mergeHits(c.hits, hits)
 	}
