@@ -176,3 +176,64 @@ func TestSiteCaptcha(t *testing.T) {
 		}
 	}
 }
+
+// drawSolved draws a captcha on box url and returns its key and answer.
+func drawSolved(t *testing.T, c *etcdtest.Cluster, url, dir string) (key, answer string) {
+	t.Helper()
+	res, err := http.Get(url + "/api/v1/captcha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drawn struct{ Key string }
+	err = json.NewDecoder(res.Body).Decode(&drawn)
+	res.Body.Close()
+	if err != nil || drawn.Key == "" {
+		t.Fatalf("captcha from %s: %v %+v", url, err, drawn)
+	}
+	return drawn.Key, captchaDigits(t, c, dir, drawn.Key)
+}
+
+// TestSiteCaptchaGrace: after a 419 (session limit) on box A, the retry
+// that ends a session may go to box B with the 419's key and no new
+// captcha, once.
+func TestSiteCaptchaGrace(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	urlA, dirA, _ := captchaBox(t, c)
+	urlB, _, _ := captchaBox(t, c)
+	code, out, errOut := cli(t, envOf("VMSAUTH_BCRYPT_COST", "4"), "camera-pass\n",
+		"user", "add", "--data", dirA, "--login", "cam1", "--api", "client")
+	if code != 0 {
+		t.Fatalf("user add through box A exited %d: %s%s", code, out, errOut)
+	}
+	// Five sessions (the default limit), then a 419, all on box A, each
+	// login from another client.
+	var status int
+	var body map[string]any
+	for i := range 6 {
+		key, answer := drawSolved(t, c, urlA, dirA)
+		status, body = postJSON(t, from(fmt.Sprintf("127.0.3.%d", i+1)), urlA+"/api/v1/token",
+			fmt.Sprintf(`{"login":"cam1","password":"camera-pass","session_id":"null","key":%q,"captcha":%q}`, key, answer))
+		if i < 5 && status != http.StatusOK {
+			t.Fatalf("login %d: %d %v", i+1, status, body)
+		}
+	}
+	if status != 419 {
+		t.Fatalf("the 6th login: %d %v, want 419", status, body)
+	}
+	key, _ := body["key"].(string)
+	sessions, _ := body["sessions"].([]any)
+	if key == "" || len(sessions) != 5 {
+		t.Fatalf("419 without a key or the sessions: %v", body)
+	}
+	sid, _ := sessions[0].(map[string]any)["id"].(string)
+	retry := fmt.Sprintf(`{"login":"cam1","password":"camera-pass","session_id":%q,"key":%q}`, sid, key)
+	if status, body := postJSON(t, from("127.0.3.100"), urlB+"/api/v1/token", retry); status != http.StatusOK {
+		t.Fatalf("the retry on box B with the 419's key: %d %v, want 200", status, body)
+	}
+	// Spent: a second retry (ending another session) needs a captcha.
+	sid, _ = sessions[1].(map[string]any)["id"].(string)
+	retry = fmt.Sprintf(`{"login":"cam1","password":"camera-pass","session_id":%q,"key":%q}`, sid, key)
+	if status, body := postJSON(t, from("127.0.3.101"), urlA+"/api/v1/token", retry); status != http.StatusUnprocessableEntity {
+		t.Fatalf("a second retry with a spent grace, on box A: %d %v, want 422", status, body)
+	}
+}
