@@ -146,9 +146,10 @@ func (a *Attempt) undoShared() {
 // adopt makes hits (the site's events of key, oldest first) the key's
 // events in w, or with merge adds them to its own: the events of requests
 // still in flight on this box are in its Window and maybe not yet in the
-// site's. Without create, a key w does not hold is left out. The key goes to the head of w's list as if just used: its latest
-// event is recent (the site just judged it), and an older one only makes
-// purge find it a little later.
+// site's. Without create, a key w does not hold is left out. The key goes
+// to the head of w's list as if just used: its latest event is recent (the
+// site just judged it), and an older one only makes purge find it a
+// little later.
 func (w *Window) adopt(key string, hits []int64, merge, create bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
