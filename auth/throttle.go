@@ -2,7 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"hash/maphash"
 	"net/netip"
 	"strconv"
@@ -74,6 +78,10 @@ type Decision struct {
 	// Kind names what refused: "ip", "login", or "full" (the table of
 	// client keys is full; see Window).
 	Kind string
+	// Err is set when the site's shared counters could not be read or
+	// written (etcd unavailable): the request is refused, never let
+	// through uncounted, and answered as the store's outage (503).
+	Err error
 }
 
 // RetryAfter is how long a refused client must wait, rounded up to whole
@@ -306,29 +314,42 @@ func (w *Window) pushFront(c *counter) {
 
 // peek drops key's events that left the window and judges the next one.
 func (w *Window) peek(key string, now int64) (Decision, *counter) {
-	d := Decision{Allowed: true, Limit: w.limit, Remaining: w.limit}
 	c, ok := w.keys[key]
 	if !ok {
-		return d, nil
+		return Decision{Allowed: true, Limit: w.limit, Remaining: w.limit}, nil
 	}
-	cut := 0
-	for cut < len(c.hits) && now >= c.hits[cut]+w.window {
-		cut++
-	}
-	c.hits = c.hits[cut:]
+	var d Decision
+	c.hits, d = judge(c.hits, now, w.window, w.limit, w.kind)
 	if len(c.hits) == 0 {
 		w.remove(c)
 		return d, nil
 	}
-	d.Remaining = w.limit - len(c.hits)
-	if d.Remaining <= 0 {
-		d.Allowed, d.Remaining, d.Kind = false, 0, w.kind
-		d.Reset = time.Unix(0, c.hits[len(c.hits)-w.limit]+w.window)
-	} else if c.run != nil {
+	if d.Allowed && c.run != nil {
 		w.end(c.run, w.kind)
 		c.run = nil
 	}
 	return d, c
+}
+
+// judge is the sliding-window rule of one key, the one both a Window and
+// the site's shared counters apply: hits are the key's event times (Unix
+// nanoseconds, oldest first); it returns those still in the window at now
+// (a tail of hits) and whether one more event is allowed: fewer than limit
+// events in the window. Refused, Reset is when the oldest counted event
+// leaves it.
+func judge(hits []int64, now, window int64, limit int, kind string) ([]int64, Decision) {
+	d := Decision{Allowed: true, Limit: limit, Remaining: limit}
+	cut := 0
+	for cut < len(hits) && now >= hits[cut]+window {
+		cut++
+	}
+	hits = hits[cut:]
+	d.Remaining = limit - len(hits)
+	if d.Remaining <= 0 {
+		d.Allowed, d.Remaining, d.Kind = false, 0, kind
+		d.Reset = time.Unix(0, hits[len(hits)-limit]+window)
+	}
+	return hits, d
 }
 
 // UserFinder finds a user by login, case-insensitively, or returns
@@ -350,6 +371,13 @@ type ThrottleConfig struct {
 	// login by name. SetUsers sets it later.
 	Users UserFinder
 	Now   func() time.Time
+	// Shared, on a box of a site, holds the counters all its boxes count
+	// in together (see SharedCounters); nil on a single box.
+	Shared SharedCounters
+	// HashKey keys the hash that unknown logins are counted under. The
+	// boxes of a site must hash alike, so a site box gives the site's key;
+	// empty, a seed of this process is used.
+	HashKey []byte
 }
 
 // Throttle limits password logins on all three APIs together: requests per
@@ -366,6 +394,9 @@ type Throttle struct {
 	ip, login *Window
 	users     UserFinder
 	seed      maphash.Seed
+	hashKey   []byte
+	shared    SharedCounters
+	now       func() time.Time
 }
 
 // NewThrottle returns a Throttle.
@@ -391,10 +422,13 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	login.kind = "login"
 	ip.report, login.report = true, true
 	return &Throttle{
-		ip:    ip,
-		login: login,
-		users: cfg.Users,
-		seed:  maphash.MakeSeed(),
+		ip:      ip,
+		login:   login,
+		users:   cfg.Users,
+		seed:    maphash.MakeSeed(),
+		hashKey: cfg.HashKey,
+		shared:  cfg.Shared,
+		now:     cfg.Now,
 	}
 }
 
@@ -410,13 +444,27 @@ func (t *Throttle) SetUsers(u UserFinder) {
 // a keyed hash of its throttleKey, the form lookups find users by (so "Bob",
 // "bob" and "ｂｏｂ" share a counter whether or not bob exists), which also
 // keeps a 64 KiB login from costing 64 KiB.
-func (t *Throttle) loginKey(ctx context.Context, login string) string {
+//
+// A lookup that fails for another reason than an unknown login is returned
+// as an error on a site box, where the store is etcd and may be out: its
+// counters are not reachable either, and counting the login by its hash
+// would split a real user's failures over two keys.
+func (t *Throttle) loginKey(ctx context.Context, login string) (string, error) {
 	if t.users != nil {
-		if u, err := t.users.UserByLogin(ctx, login); err == nil && u != nil {
-			return "u" + strconv.FormatInt(u.ID, 10)
+		u, err := t.users.UserByLogin(ctx, login)
+		if err == nil && u != nil {
+			return "u" + strconv.FormatInt(u.ID, 10), nil
+		}
+		if err != nil && t.shared != nil && !errors.Is(err, ErrUserNotFound) {
+			return "", err
 		}
 	}
-	return "n" + string(binary.BigEndian.AppendUint64(nil, maphash.String(t.seed, throttleKey(login))))
+	if t.hashKey != nil {
+		m := hmac.New(sha256.New, t.hashKey)
+		m.Write([]byte(throttleKey(login)))
+		return "n" + hex.EncodeToString(m.Sum(nil)[:16]), nil
+	}
+	return "n" + string(binary.BigEndian.AppendUint64(nil, maphash.String(t.seed, throttleKey(login)))), nil
 }
 
 // Attempt is a login attempt admitted by the throttle. It counts as a
@@ -425,6 +473,8 @@ type Attempt struct {
 	w   *Window
 	key string
 	at  int64
+	// On a site box, the shared counter the attempt was counted in too.
+	shared SharedCounters
 }
 
 // throttleKey is the name an unknown login's failures are counted under: its
@@ -446,16 +496,22 @@ func throttleKey(login string) string {
 // named none), before any password is hashed. The attempt is counted
 // against the login at once, so a burst of parallel guesses cannot slip
 // past the limit while their hashes run. The Decision describes the IP's
-// budget, or the login's when that is what refused.
+// budget, or the login's when that is what refused. On a site box
+// (ThrottleConfig.Shared) the limits are the site's (see beginShared), and
+// a Decision with Err set refuses the request because the site's counters
+// are out of reach.
 func (t *Throttle) Begin(ctx context.Context, ip, login string) (Decision, *Attempt) {
 	ipKey := ThrottleKey(ip)
 	// A client already over its limit costs no lookup.
 	if d, _ := t.ip.take(ipKey, ipKey, ip, false); !d.Allowed {
 		return d, nil
 	}
+	if t.shared != nil {
+		return t.beginShared(ctx, ip, ipKey, login)
+	}
 	var key string
 	if login != "" {
-		key = t.loginKey(ctx, login)
+		key, _ = t.loginKey(ctx, login)
 		if d, _ := t.login.take(key, login, ip, false); !d.Allowed {
 			return d, nil
 		}
@@ -489,5 +545,8 @@ func (a *Attempt) Succeeded() {
 		return
 	}
 	a.w.Undo(a.key, a.at)
+	if a.shared != nil {
+		a.undoShared()
+	}
 	a.w = nil
 }

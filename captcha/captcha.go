@@ -60,6 +60,10 @@ type Config struct {
 	Used Used
 	// MaxGrace bounds the session-limit graces held at once; default 10000.
 	MaxGrace int
+	// Graces holds the session-limit graces; default in this box's memory
+	// (a Store of MaxGrace). Boxes of a site share one, so that a retry
+	// after a 419 may reach any box.
+	Graces Graces
 	// Digits draws the answer; default dchest/captcha's RandomDigits.
 	// Injectable so tests elsewhere can solve what they cannot read.
 	Digits func(n int) []byte
@@ -78,6 +82,33 @@ type Used interface {
 	Use(id string, expires time.Time) (first bool, err error)
 }
 
+// Graces holds session-limit graces: which login may retry without a new
+// captcha by sending key (see GrantGrace). Logins come lower-cased. An
+// error means it cannot tell: the retry then needs a captcha.
+type Graces interface {
+	Grant(key, login string, expires time.Time) error
+	Has(key, login string) (bool, error)
+	// Take spends the grace of key if it was given to login.
+	Take(key, login string) (bool, error)
+}
+
+// memoryGraces is Graces in a Store.
+type memoryGraces struct{ s *Store }
+
+func (m memoryGraces) Grant(key, login string, _ time.Time) error {
+	m.s.Set(key, []byte(login))
+	return nil
+}
+
+func (m memoryGraces) Has(key, login string) (bool, error) {
+	l := m.s.Get(key, false)
+	return l != nil && string(l) == login, nil
+}
+
+func (m memoryGraces) Take(key, login string) (bool, error) {
+	return m.s.take(key, []byte(login)), nil
+}
+
 // Grace is how long after a session-limit answer a retry of the same login
 // with a session_id needs no new captcha (seed 000's
 // captcha_will_required_in).
@@ -94,7 +125,7 @@ type Captchas struct {
 	// grace maps a captcha key that a login solved before a session-limit
 	// answer to that login, lower-cased. Entries are made only by logins
 	// with a right password, so its bound is never reached by strangers.
-	grace *Store
+	grace Graces
 }
 
 // New returns a Captchas sealing keys with cfg.Secret.
@@ -115,6 +146,9 @@ func New(cfg Config) (*Captchas, error) {
 	if cfg.MaxGrace <= 0 {
 		cfg.MaxGrace = DefaultMaxGrace
 	}
+	if cfg.Graces == nil {
+		cfg.Graces = memoryGraces{NewStore(cfg.MaxGrace, Grace, cfg.Now)}
+	}
 	if cfg.Digits == nil {
 		cfg.Digits = dc.RandomDigits
 	}
@@ -123,7 +157,7 @@ func New(cfg Config) (*Captchas, error) {
 	}
 	return &Captchas{
 		ttl: cfg.TTL, now: cfg.Now, aead: aead, used: cfg.Used, digits: cfg.Digits, image: cfg.Image,
-		grace: NewStore(cfg.MaxGrace, Grace, cfg.Now),
+		grace: cfg.Graces,
 	}, nil
 }
 
@@ -248,21 +282,30 @@ func (c *Captchas) Verify(key, answer string) (bool, error) {
 
 // GrantGrace lets login retry without a new captcha for Grace, after it
 // solved key but hit its session limit. The retry must send key.
+// Failing to record it (a site's etcd out) only means the retry needs a
+// captcha.
 func (c *Captchas) GrantGrace(login, key string) {
-	c.grace.Set(key, []byte(strings.ToLower(login)))
+	_ = c.grace.Grant(key, strings.ToLower(login), c.now().Add(Grace))
 }
 
 // HasGrace reports whether a retry of login that sent key may skip the
 // captcha now: key must be the one the session-limit answer returned.
 func (c *Captchas) HasGrace(login, key string) bool {
-	l := c.grace.Get(key, false)
-	return key != "" && l != nil && string(l) == strings.ToLower(login)
+	if key == "" {
+		return false
+	}
+	ok, err := c.grace.Has(key, strings.ToLower(login))
+	return ok && err == nil
 }
 
 // UseGrace spends the grace of login and key; it reports whether there was
 // one to spend. A retry naming another login leaves the grace alone.
 func (c *Captchas) UseGrace(login, key string) bool {
-	return key != "" && c.grace.take(key, []byte(strings.ToLower(login)))
+	if key == "" {
+		return false
+	}
+	ok, err := c.grace.Take(key, strings.ToLower(login))
+	return ok && err == nil
 }
 
 // DefaultMaxUsed bounds UsedMemory. Only keys this box (or a box sharing

@@ -16,6 +16,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/captcha"
+	"vmsauth/etcdstore"
 	"vmsauth/internal/atomicfile"
 	"vmsauth/store"
 	"vmsauth/web"
@@ -245,11 +246,22 @@ func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, er
 
 // handlers builds the HTTP side: captchas, throttle, the three APIs.
 func (a *app) handlers(cfg *config, svc *auth.Service, auditor *auth.Auditor) (*web.Handlers, error) {
-	secret, err := captchaSecret(cfg.Data, a.log)
-	if err != nil {
-		return nil, err
+	ccfg := captcha.Config{}
+	tcfg := auth.ThrottleConfig{IPLimit: cfg.IPLimit, LoginLimit: cfg.LoginLimit, Window: cfg.ThrottleWindow}
+	if site, ok := a.db.(*etcdstore.Store); ok {
+		shared, err := a.openSiteShared(site)
+		if err != nil {
+			return nil, err
+		}
+		shared.apply(&ccfg, &tcfg)
+	} else {
+		secret, err := captchaSecret(cfg.Data, a.log)
+		if err != nil {
+			return nil, err
+		}
+		ccfg.Secret = secret
 	}
-	captchas, err := captcha.New(captcha.Config{Secret: secret})
+	captchas, err := captcha.New(ccfg)
 	if err != nil {
 		return nil, err
 	}
@@ -259,9 +271,7 @@ func (a *app) handlers(cfg *config, svc *auth.Service, auditor *auth.Auditor) (*
 	return web.NewHandlers(svc, web.Options{
 		TrustedProxies: proxies,
 		Logger:         a.log,
-		Throttle: auth.NewThrottle(auth.ThrottleConfig{
-			IPLimit: cfg.IPLimit, LoginLimit: cfg.LoginLimit, Window: cfg.ThrottleWindow,
-		}),
+		Throttle:       auth.NewThrottle(tcfg),
 		Captchas:       captchas,
 		RequireCaptcha: cfg.Captcha,
 		Audit:          auditor,

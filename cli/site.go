@@ -19,10 +19,8 @@ import (
 // A box of a site (serve --etcd) keeps users, sessions, refresh tokens and
 // the audit trail in the site's etcd cluster instead of its own bbolt file.
 // Its data directory still holds what stays per box: the TLS certificate,
-// the control socket, the captcha secret and the first admin's generated
-// password. (The captcha secret is to be shared site-wide later, so that a
-// captcha drawn on one box is checked on another; until then each box
-// draws and checks its own.)
+// the control socket and the first admin's generated password. The login
+// throttle and the captchas are the site's (see site_shared.go).
 
 // etcdPasswordEnv holds the --etcd-user password. It is never a flag: a
 // flag's value shows in ps and in the unit file.

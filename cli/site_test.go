@@ -39,9 +39,8 @@ func request(t *testing.T, client *http.Client, method, url, token string) int {
 
 // Two boxes on one 3-member cluster share users and sessions. There is no
 // cache on the etcd store yet, so every token check reads etcd and a
-// logout on one box is refused on the other at once. (Throttling is still
-// per box: 10 failures split over two boxes do not lock the login yet; not
-// tested here.)
+// logout on one box is refused on the other at once. (The site-wide
+// throttle and captchas: site_throttle_test.go.)
 func TestSiteTwoBoxes(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
 	urlA, dirA, _ := siteBox(t, c)

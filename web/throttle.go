@@ -20,6 +20,12 @@ func (s *server) admit(c *gin.Context, api auth.API, login string) (*auth.Attemp
 	}
 	d, att := s.throttle.Begin(c.Request.Context(), c.ClientIP(), login)
 	s.reportRefusals(s.throttle.Ended())
+	if d.Err != nil {
+		// A site box whose shared counters are out of reach: 503 (or 500
+		// for what is not an outage), never a login let through uncounted.
+		s.internalError(c, d.Err)
+		return nil, false
+	}
 	if !d.Allowed {
 		s.metrics.login(api, "failed", 1)
 		if d.First {
