@@ -179,3 +179,100 @@ func adminToken(t *testing.T, client *http.Client, url string) string {
 	}
 	return tok
 }
+
+// Without a majority, logins answer 503 within 5 s, and token checks on a
+// box whose cache holds the token keep answering 200 for the grace
+// (--etcd-stale-grace, 3 s here) after the box lost its watch, then 503;
+// never 401. When the members return, every token that got a 200 works
+// again on both boxes, and logins do.
+func TestSiteNoMajorityStaleGrace(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	const grace = 3 * time.Second
+	urlA, _ := siteBoxArgs(t, c, "--etcd-stale-grace", grace.String())
+	urlB, _ := siteBoxArgs(t, c, "--etcd-stale-grace", grace.String())
+	client := &http.Client{Timeout: 10 * time.Second}
+	tokens := []string{login(t, client, urlA, "admin", "admin-password"), login(t, client, urlB, "admin", "admin-password")}
+	check := func(url, token string) int { return request(t, client, http.MethodGet, url+"/api/v1/users/self", token) }
+	for _, tok := range tokens {
+		for _, url := range []string{urlA, urlB} {
+			if got := check(url, tok); got != http.StatusOK {
+				t.Fatalf("token check before the outage: %d", got)
+			}
+		}
+	}
+
+	c.Kill(1)
+	c.Kill(2)
+	killed := time.Now()
+	for _, path := range []string{"/api/v1/token", "/api/admin/v1/auth/token"} {
+		start := time.Now()
+		status, body := postJSON(t, client, urlA+path, `{"login":"admin","password":"admin-password"}`)
+		t.Logf("%s answered %d in %v without a majority", path, status, time.Since(start))
+		if status != http.StatusServiceUnavailable || time.Since(start) > 5*time.Second {
+			t.Fatalf("login without a majority: %d %v after %v, want 503 within 5 s", status, body, time.Since(start))
+		}
+	}
+
+	// Checks on B: 200 from the cache, then 503 for good once the grace
+	// has passed; a 200 at least a second into the outage shows the cache
+	// answered, since etcd could not.
+	var last200, first503 time.Duration
+	for first503 == 0 {
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("token checks still answer 200 %v into the outage (last at %v)", time.Since(killed), last200)
+		}
+		for _, tok := range tokens {
+			start := time.Now()
+			got := check(urlB, tok)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("a token check took %v without a majority", took)
+			}
+			switch got {
+			case http.StatusOK:
+				last200 = time.Since(killed)
+			case http.StatusServiceUnavailable:
+				if first503 == 0 {
+					first503 = time.Since(killed)
+				}
+			default:
+				t.Fatalf("token check without a majority: %d, want 200 (cache) or 503", got)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("without a majority, B answered checks from its cache until %v, and 503 from %v", last200, first503)
+	if last200 < time.Second {
+		t.Fatalf("B answered token checks from its cache only %v into the outage; want them answered for the grace", last200)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, tok := range tokens {
+		if got := check(urlB, tok); got != http.StatusServiceUnavailable {
+			t.Fatalf("token check past the grace: %d, want 503", got)
+		}
+	}
+
+	c.Restart(1)
+	c.Restart(2)
+	back := time.Now()
+	for _, tok := range tokens {
+		for _, url := range []string{urlA, urlB} {
+			for got := check(url, tok); got != http.StatusOK; got = check(url, tok) {
+				if got != http.StatusServiceUnavailable || time.Since(back) > 30*time.Second {
+					t.Fatalf("token check after the members returned: %d", got)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	for {
+		status, _ := postJSON(t, client, urlB+"/api/v1/token", `{"login":"admin","password":"admin-password"}`)
+		if status == http.StatusOK {
+			break
+		}
+		if status != http.StatusServiceUnavailable || time.Since(back) > 30*time.Second {
+			t.Fatalf("login after the members returned: %d", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("everything answered again %v after the members returned", time.Since(back))
+}
