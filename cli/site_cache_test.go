@@ -192,7 +192,9 @@ func TestSiteNoMajorityStaleGrace(t *testing.T) {
 	urlB, _ := siteBoxArgs(t, c, "--etcd-stale-grace", grace.String())
 	client := &http.Client{Timeout: 10 * time.Second}
 	tokens := []string{login(t, client, urlA, "admin", "admin-password"), login(t, client, urlB, "admin", "admin-password")}
-	check := func(url, token string) int { return request(t, client, http.MethodGet, url+"/api/v1/users/self", token) }
+	check := func(url, token string) int {
+		return request(t, client, http.MethodGet, url+"/api/v1/users/self", token)
+	}
 	for _, tok := range tokens {
 		for _, url := range []string{urlA, urlB} {
 			if got := check(url, tok); got != http.StatusOK {
