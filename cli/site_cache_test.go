@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -277,4 +279,37 @@ func TestSiteNoMajorityStaleGrace(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("everything answered again %v after the members returned", time.Since(back))
+}
+
+// --etcd-stale-grace comes from its flag or VMSAUTH_ETCD_STALE_GRACE, is
+// shown by --print-config, is checked, and install writes it into the
+// unit.
+func TestSiteStaleGraceOption(t *testing.T) {
+	var out, errb strings.Builder
+	env := Env{Getenv: envOf("VMSAUTH_ETCD", "http://10.0.0.5:2379", "VMSAUTH_ETCD_STALE_GRACE", "15s"), Stdout: &out, Stderr: &errb}
+	if cfg, err := serveConfig(env, []string{"--print-config"}); err != nil || cfg != nil {
+		t.Fatalf("print-config: %v %v %s", cfg, err, errb.String())
+	}
+	if !regexp.MustCompile(`(?m)^etcd-stale-grace += "15s" +# VMSAUTH_ETCD_STALE_GRACE$`).MatchString(out.String()) {
+		t.Fatalf("print-config lacks the grace:\n%s", out.String())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--etcd-stale-grace", "10s"}, "--etcd-stale-grace needs --etcd"},
+		{[]string{"--etcd", "http://a:1", "--etcd-stale-grace", "-1s"}, "want 0 or more"},
+	} {
+		_, err := serveConfig(Env{Getenv: envOf(), Stdout: &out, Stderr: &errb}, tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	args, _, err := installArgs([]string{"--data", t.TempDir(), "--etcd", "http://127.0.0.1:2379", "--etcd-stale-grace", "2m"}, &errb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(args, "--etcd-stale-grace=2m0s") {
+		t.Fatalf("install's unit arguments lack the grace: %q", args)
+	}
 }
