@@ -341,3 +341,64 @@ func TestCacheCompacted(t *testing.T) {
 		t.Fatalf("s2 on B after the compaction: %v", err)
 	}
 }
+
+// Without a majority, a cached session is answered for the grace after
+// the watch was lost, then refused with auth.ErrUnavailable; a session not
+// cached is refused at once. All comes back with the members.
+func TestCacheStaleGrace(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	ctx := t.Context()
+	a, b := twoBoxes(t, c)
+	const grace = 2 * time.Second
+	b.SetStaleGrace(grace)
+	alice := storetest.CreateUser(t, a, "alice")
+	cachedS := storetest.CreateSession(t, a, storetest.NewSession(t, alice.ID, auth.APIClient, storetest.Now), auth.CreateOptions{})
+	other := storetest.CreateSession(t, a, storetest.NewSession(t, alice.ID, auth.APIClient, storetest.Now), auth.CreateOptions{})
+	cachedOn(t, b, cachedS, 1)
+
+	c.Kill(1)
+	c.Kill(2)
+	_, _, err := b.SessionByHash(ctx, other.TokenHash)
+	storetest.WantErr(t, err, auth.ErrUnavailable)
+	var lost time.Time
+	servedDown := false
+	for {
+		_, _, err := b.SessionByHash(ctx, cachedS.TokenHash)
+		st := b.WatchState()
+		if err != nil {
+			storetest.WantErr(t, err, auth.ErrUnavailable)
+			if st.Up || time.Since(st.Since) < grace {
+				t.Fatalf("refused within the grace: %v, %+v", err, st)
+			}
+			lost = st.Since
+			break
+		}
+		servedDown = servedDown || !st.Up
+		if !st.Up && time.Since(st.Since) > grace+time.Second {
+			t.Fatalf("still answered from the cache past the grace: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !servedDown {
+		t.Fatal("never answered from the cache while the watch was down")
+	}
+	if st := b.WatchState(); st.Error == "" {
+		t.Fatalf("WatchState without a majority says no error: %+v", st)
+	}
+	t.Logf("watch lost %v, refused after the grace", lost)
+
+	c.Restart(1)
+	c.Restart(2)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, _, err := b.SessionByHash(ctx, cachedS.TokenHash)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, auth.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after the members returned: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, "the watch is up again", func() bool { return b.WatchState().Up })
+}
