@@ -114,9 +114,11 @@ func (c *sessionCache) get(h auth.TokenHash) (*auth.Session, *auth.User, bool) {
 	return s, u, true
 }
 
-// stale returns the cached session of h when the watch is down and the
-// grace since it was lost has not passed. reachable says whether etcd
-// answered lately; a check then reads it rather than the cache.
+// stale returns the cached session of h when the watch is down, the grace
+// since it was lost has not passed, and etcd does not answer: failed says
+// the caller's own read just failed so; otherwise the last try to open the
+// watch must have found no member answering (a check then need not wait a
+// request timeout to learn it).
 func (c *sessionCache) stale(h auth.TokenHash, failed bool) (*auth.Session, *auth.User, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
