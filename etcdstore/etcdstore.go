@@ -82,8 +82,9 @@ const maxLost = 2
 var ErrContention = errors.New("etcdstore: too many concurrent writes to the same keys; try again")
 
 var (
-	_ auth.Store    = (*Store)(nil)
-	_ auth.AuditLog = (*Store)(nil)
+	_ auth.Store           = (*Store)(nil)
+	_ auth.AuditLog        = (*Store)(nil)
+	_ auth.SharedUserStore = (*Store)(nil)
 )
 
 // Store is auth.Store and auth.AuditLog on etcd. It is safe for
