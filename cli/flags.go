@@ -59,6 +59,9 @@ type config struct {
 	EtcdUser         string
 	EtcdPasswordFile string
 	EtcdPrefix       string
+	// EtcdStaleGrace: how long token checks answer from the box's cache
+	// once its watch of the site is lost and etcd does not answer.
+	EtcdStaleGrace time.Duration
 }
 
 // dataFlag is shared by every command that opens the database.
@@ -110,6 +113,7 @@ func etcdFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.EtcdUser, "etcd-user", "", "etcd user name (its password from VMSAUTH_ETCD_PASSWORD or --etcd-password-file)")
 	fs.StringVar(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the --etcd-user password (one line)")
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", etcdstore.DefaultPrefix, "key prefix of this site in etcd")
+	fs.DurationVar(&c.EtcdStaleGrace, "etcd-stale-grace", etcdstore.DefaultStaleGrace, "when etcd has no majority, token checks answer from this box's cache for this long after it lost its watch of the site, then refuse (503); 0: refuse at once")
 }
 
 // parseFlags parses args, then fills every flag not given from

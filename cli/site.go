@@ -72,6 +72,9 @@ func (c *config) validateEtcd() error {
 		if c.EtcdPrefix != etcdstore.DefaultPrefix {
 			return errors.New("--etcd-prefix needs --etcd")
 		}
+		if c.EtcdStaleGrace != etcdstore.DefaultStaleGrace {
+			return errors.New("--etcd-stale-grace needs --etcd")
+		}
 		return nil
 	}
 	eps := splitList(c.Etcd)
@@ -90,6 +93,9 @@ func (c *config) validateEtcd() error {
 	}
 	if c.EtcdPasswordFile != "" && c.EtcdUser == "" {
 		return errors.New("--etcd-password-file needs --etcd-user")
+	}
+	if c.EtcdStaleGrace < 0 {
+		return fmt.Errorf("--etcd-stale-grace %v: want 0 or more, e.g. 60s", c.EtcdStaleGrace)
 	}
 	if c.EtcdPrefix == "" || strings.ContainsAny(c.EtcdPrefix, " \t\r\n") {
 		return fmt.Errorf("--etcd-prefix %q: want a key prefix such as %s", c.EtcdPrefix, etcdstore.DefaultPrefix)
@@ -158,6 +164,7 @@ func openSite(cfg *config, getenv func(string) string, acfg auth.Config) (Backen
 	if err != nil {
 		return nil, nil, err
 	}
+	db.SetStaleGrace(cfg.EtcdStaleGrace)
 	return withRules(db, acfg)
 }
 

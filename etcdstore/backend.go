@@ -113,6 +113,8 @@ func (s *Store) Sweep(now time.Time, keep time.Duration) (int, error) {
 		if err != nil {
 			return err
 		}
+		// A touch still waiting on this box may have extended it.
+		s.touches.apply(s.touches.generation(), sess)
 		if sess.ExpiresAt.Before(cut) {
 			sessions = append(sessions, dead{unchanged(kv.Key, kv), s.deleteSession(sess)})
 		}

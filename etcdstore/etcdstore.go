@@ -37,8 +37,10 @@
 // UpdateUser's fn and CreateOptions.Check may run once per try, as the
 // contract allows.
 //
-// Activity (TouchSession) is written at once, guarded by the session's mod
-// revision so that it never brings back a session ended meanwhile.
+// Token checks are answered from a per-box cache that one watch on the
+// prefix keeps true (cache.go); activity (TouchSession) is written behind,
+// once a second, guarded by the session's mod revision so that it never
+// brings back a session ended meanwhile (touch.go).
 //
 // Limits: etcd refuses a Txn with more than --max-txn-ops operations (128
 // by default). AppendAudit writes in chunks of auditChunk entries, each its
@@ -80,8 +82,9 @@ const maxLost = 2
 var ErrContention = errors.New("etcdstore: too many concurrent writes to the same keys; try again")
 
 var (
-	_ auth.Store    = (*Store)(nil)
-	_ auth.AuditLog = (*Store)(nil)
+	_ auth.Store           = (*Store)(nil)
+	_ auth.AuditLog        = (*Store)(nil)
+	_ auth.SharedUserStore = (*Store)(nil)
 )
 
 // Store is auth.Store and auth.AuditLog on etcd. It is safe for
@@ -90,6 +93,10 @@ type Store struct {
 	c      *etcd.Client
 	prefix string
 	closed atomic.Bool
+	once   sync.Once
+
+	cache   *sessionCache
+	touches *touches
 
 	mu       sync.Mutex
 	writeErr error // the last write's failure, nil once one succeeds
@@ -114,19 +121,33 @@ func New(c *etcd.Client, prefix string) *Store {
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	return &Store{c: c, prefix: prefix}
+	return &Store{c: c, prefix: prefix, cache: newSessionCache(DefaultStaleGrace), touches: newTouches()}
+}
+
+// SetStaleGrace sets how long token checks may answer from the cache once
+// the watch is lost and etcd does not answer (DefaultStaleGrace unless
+// set; 0: never). Call it before the first token check.
+func (s *Store) SetStaleGrace(d time.Duration) {
+	s.cache.mu.Lock()
+	s.cache.grace = max(d, 0)
+	s.cache.mu.Unlock()
 }
 
 // ErrClosed is what every call returns after Close.
 var ErrClosed = errors.New("etcdstore: store is closed")
 
-// Close closes the client; it may be called more than once. Every call
-// after it fails with ErrClosed, as the bbolt store's do once its file is
-// closed.
+// Close writes the waiting touches, ends the watch and closes the client;
+// it may be called more than once. Every call after it fails with
+// ErrClosed, as the bbolt store's do once its file is closed.
 func (s *Store) Close() error {
-	s.closed.Store(true)
-	s.c.Close()
-	return nil
+	var err error
+	s.once.Do(func() {
+		err = s.closeTouches()
+		s.closed.Store(true)
+		s.stopWatch()
+		s.c.Close()
+	})
+	return err
 }
 
 // rangeKV and txn are the only ways to etcd, so that none is taken after
@@ -144,6 +165,9 @@ func (s *Store) txn(ctx context.Context, r etcd.TxnRequest) (*etcd.TxnResponse, 
 		return nil, ErrClosed
 	}
 	resp, err := s.c.Txn(ctx, r)
+	if err == nil && resp.Succeeded {
+		s.applyLocal(r.Success, resp.Header.Revision)
+	}
 	return resp, unavailable(err)
 }
 

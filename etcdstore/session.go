@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"vmsauth/auth"
 	"vmsauth/etcd"
@@ -87,16 +86,84 @@ func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, opt auth.
 // SessionByHash returns the session whose token hashes to h with its user,
 // both at one revision; see auth.Store.
 func (s *Store) SessionByHash(ctx context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
-	kv, rev, err := s.get(ctx, s.sessionHashKey(h), 0)
+	sess, u, err := s.SessionByHashShared(ctx, h)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The caller may change its user: a deep copy of the shared one,
+	// through JSON as it is stored (SessionByHash is not the hot path:
+	// Service.Verify uses SessionByHashShared).
+	v, err := json.Marshal(u)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := new(auth.User)
+	if err := json.Unmarshal(v, c); err != nil {
+		return nil, nil, err
+	}
+	return sess, c, nil
+}
+
+// SessionByHashShared is SessionByHash with the user shared with the
+// cache (see auth.SharedUserStore): a cache hit allocates the session
+// only. The waiting touch of the session is on it.
+func (s *Store) SessionByHashShared(ctx context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
+	if s.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	s.startWatch()
+	for {
+		gen := s.touches.generation()
+		sess, u, err := s.storedSession(ctx, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if s.touches.apply(gen, sess) {
+			return sess, u, nil
+		}
+	}
+}
+
+// storedSession is the session of h as the site holds it: from the cache
+// while the watch is up, else from etcd, else (etcd not answering) from the
+// cache within the grace (see cache.go).
+func (s *Store) storedSession(ctx context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
+	if sess, u, ok := s.cache.get(h); ok {
+		return sess, u, nil
+	}
+	if sess, u, ok := s.cache.stale(h, false); ok {
+		return sess, u, nil
+	}
+	sess, u, modRev, rev, err := s.readSession(ctx, h)
+	switch {
+	case err == nil:
+		s.cache.reachable()
+		s.cache.fill(rev, sess, modRev, u)
+		return sess, u, nil
+	case errors.Is(err, auth.ErrSessionNotFound):
+		s.cache.reachable()
+		s.cache.forget(h)
+	case errors.Is(err, auth.ErrUnavailable):
+		if sess, u, ok := s.cache.stale(h, true); ok {
+			return sess, u, nil
+		}
+	}
+	return nil, nil, err
+}
+
+// readSession reads the session of h and its user from etcd at one
+// revision, with the session record's mod revision and that revision.
+func (s *Store) readSession(ctx context.Context, h auth.TokenHash) (*auth.Session, *auth.User, int64, int64, error) {
+	kv, rev, err := s.get(ctx, s.sessionHashKey(h), 0)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
 	if kv == nil {
-		return nil, nil, auth.ErrSessionNotFound
+		return nil, nil, 0, 0, auth.ErrSessionNotFound
 	}
 	uid, err := parseID(kv.Value)
 	if err != nil {
-		return nil, nil, fmt.Errorf("etcdstore: session index %s: %w", kv.Key, err)
+		return nil, nil, 0, 0, fmt.Errorf("etcdstore: session index %s: %w", kv.Key, err)
 	}
 	// One read Txn: the session and its user as of one revision.
 	r, err := s.txn(ctx, etcd.TxnRequest{Success: []etcd.Op{
@@ -104,30 +171,38 @@ func (s *Store) SessionByHash(ctx context.Context, h auth.TokenHash) (*auth.Sess
 		{Range: &etcd.RangeRequest{Key: s.userKey(uid), Revision: rev}},
 	}})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, 0, err
 	}
 	if len(r.Responses) != 2 || r.Responses[0].Range == nil || r.Responses[1].Range == nil {
-		return nil, nil, errors.New("etcdstore: malformed read answer")
+		return nil, nil, 0, 0, errors.New("etcdstore: malformed read answer")
 	}
 	skvs, ukvs := r.Responses[0].Range.KVs, r.Responses[1].Range.KVs
 	if len(skvs) == 0 || len(ukvs) == 0 {
-		return nil, nil, auth.ErrSessionNotFound
+		return nil, nil, 0, 0, auth.ErrSessionNotFound
 	}
 	sess, err := decodeSession(&skvs[0])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, 0, err
 	}
 	u, err := decodeUser(&ukvs[0])
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, 0, err
 	}
-	return sess, u, nil
+	return sess, u, skvs[0].ModRevision, rev, nil
 }
 
 // Session returns a session by public id, or ErrSessionNotFound.
 func (s *Store) Session(ctx context.Context, id string) (*auth.Session, error) {
-	sess, _, _, err := s.sessionByID(ctx, id, 0)
-	return sess, err
+	for {
+		gen := s.touches.generation()
+		sess, _, _, err := s.sessionByID(ctx, id, 0)
+		if err != nil {
+			return nil, err
+		}
+		if s.touches.apply(gen, sess) {
+			return sess, nil
+		}
+	}
 }
 
 // sessionByID reads a session by public id at rev (0: now), with its
@@ -159,18 +234,28 @@ func (s *Store) UserSessions(ctx context.Context, userID int64) ([]*auth.Session
 	return s.userSessions(ctx, userID, 0)
 }
 
+// userSessions reads the user's sessions at rev (0: now), with this box's
+// waiting touches on them: a limit counts a session as live as its last
+// use made it.
 func (s *Store) userSessions(ctx context.Context, userID int64, rev int64) ([]*auth.Session, error) {
-	kvs, _, err := s.list(ctx, s.userSessionsKey(userID), rev)
-	if err != nil {
-		return nil, err
-	}
-	sessions := make([]*auth.Session, 0, len(kvs))
-	for i := range kvs {
-		sess, err := decodeSession(&kvs[i])
+	var sessions []*auth.Session
+	for {
+		gen := s.touches.generation()
+		kvs, _, err := s.list(ctx, s.userSessionsKey(userID), rev)
 		if err != nil {
 			return nil, err
 		}
-		sessions = append(sessions, sess)
+		sessions = make([]*auth.Session, 0, len(kvs))
+		for i := range kvs {
+			sess, err := decodeSession(&kvs[i])
+			if err != nil {
+				return nil, err
+			}
+			sessions = append(sessions, sess)
+		}
+		if s.touches.apply(gen, sessions...) {
+			break
+		}
 	}
 	slices.SortFunc(sessions, func(a, b *auth.Session) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
@@ -199,43 +284,6 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 			return nil, err
 		}
 		return txn, nil
-	})
-	return err
-}
-
-// TouchSession writes the activity at once, guarded by the session's
-// revision, so it never brings back a session ended meanwhile; see
-// auth.Store.
-func (s *Store) TouchSession(ctx context.Context, h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
-	_, err := s.write(ctx, func(bool) (*etcd.TxnRequest, error) {
-		idx, rev, err := s.get(ctx, s.sessionHashKey(h), 0)
-		if err != nil || idx == nil {
-			return nil, err
-		}
-		uid, err := parseID(idx.Value)
-		if err != nil {
-			return nil, fmt.Errorf("etcdstore: session index %s: %w", idx.Key, err)
-		}
-		kv, _, err := s.get(ctx, s.sessionKey(uid, h), rev)
-		if err != nil || kv == nil {
-			return nil, err
-		}
-		sess, err := decodeSession(kv)
-		if err != nil {
-			return nil, err
-		}
-		sess.LastSeen, sess.ExpiresAt = lastSeen, expiresAt
-		if ip != "" {
-			sess.IP = ip
-		}
-		v, err := json.Marshal(sess)
-		if err != nil {
-			return nil, err
-		}
-		return &etcd.TxnRequest{
-			Compare: []etcd.Compare{unchanged(kv.Key, kv)},
-			Success: []etcd.Op{put(kv.Key, v)},
-		}, nil
 	})
 	return err
 }

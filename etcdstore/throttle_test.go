@@ -15,9 +15,9 @@ import (
 	"vmsauth/etcdstore"
 )
 
-// twoBoxes opens two stores of one site, each starting at another member
+// sharedBoxes opens two stores of one site, each starting at another member
 // of the cluster, and their shared keys.
-func twoBoxes(t *testing.T, c *etcdtest.Cluster) ([2]*etcdstore.Store, [2]*etcdstore.Shared) {
+func sharedBoxes(t *testing.T, c *etcdtest.Cluster) ([2]*etcdstore.Store, [2]*etcdstore.Shared) {
 	t.Helper()
 	prefix := fmt.Sprintf("/vmsauth-test/shared-%d/", cases.Add(1))
 	var stores [2]*etcdstore.Store
@@ -41,7 +41,7 @@ func twoBoxes(t *testing.T, c *etcdtest.Cluster) ([2]*etcdstore.Store, [2]*etcds
 // writes share leases rather than granting one each.
 func TestSharedCounterRace(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
-	stores, shared := twoBoxes(t, c)
+	stores, shared := sharedBoxes(t, c)
 	const limit, takes = 10, 60
 
 	var allowed atomic.Int64
@@ -126,7 +126,7 @@ func TestSharedCounterRace(t *testing.T) {
 // refused. The secret is made once: every box reads the same.
 func TestSharedCaptcha(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
-	_, shared := twoBoxes(t, c)
+	_, shared := sharedBoxes(t, c)
 	var caps [2]*captcha.Captchas
 	var secrets [2][]byte
 	var wg sync.WaitGroup
@@ -179,7 +179,7 @@ func TestSharedCaptcha(t *testing.T) {
 // gone with it, start again from nothing.
 func TestSharedLeaseGone(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{})
-	_, shared := twoBoxes(t, c)
+	_, shared := sharedBoxes(t, c)
 	count := func() int {
 		n := 0
 		err := shared[0].Update(t.Context(), "login/u1", auth.DefaultWindow, func(hits []int64) ([]int64, bool) {

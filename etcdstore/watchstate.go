@@ -17,8 +17,8 @@ type WatchState struct {
 	Error string `json:"error,omitempty"`
 }
 
-// WatchState reports the box's watch of the site. There is no watch yet:
-// every token check reads etcd.
+// WatchState reports the box's watch of the site (see cache.go). The
+// watch starts with the first token check.
 func (s *Store) WatchState() WatchState {
-	return WatchState{Error: "no watch: every token check reads etcd"}
+	return s.cache.state()
 }

@@ -76,12 +76,19 @@ func openEtcd(t testing.TB) Backend {
 	var b [8]byte
 	rand.Read(b[:])
 	prefix := "/vmsauth-test/" + hex.EncodeToString(b[:]) + "/"
+	s := etcdstore.New(c, prefix)
 	t.Cleanup(func() {
-		// A shared cluster keeps no test's keys.
-		_, _ = c.DeleteRange(context.Background(), etcd.DeleteRangeRequest{Key: []byte(prefix), RangeEnd: etcd.PrefixEnd([]byte(prefix))})
-		c.Close()
+		// A shared cluster keeps no test's keys. The store's Close (its
+		// watch, its waiting touches) comes first and closes c.
+		_ = s.Close()
+		c2, err := etcd.New(etcd.Config{Endpoints: endpoints})
+		if err != nil {
+			return
+		}
+		defer c2.Close()
+		_, _ = c2.DeleteRange(context.Background(), etcd.DeleteRangeRequest{Key: []byte(prefix), RangeEnd: etcd.PrefixEnd([]byte(prefix))})
 	})
-	return etcdstore.New(c, prefix)
+	return s
 }
 
 // Run runs every case of the contract, each on a fresh, empty backend that

@@ -1,0 +1,271 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"vmsauth/auth"
+	"vmsauth/etcd"
+)
+
+// Activity (a session's last use, its extended expiry, its latest address)
+// is written behind, as on the bbolt store: TouchSession notes it in memory
+// and returns, and a flush writes every noted touch once a second, in one
+// Txn per touchChunk sessions (etcd refuses more than 128 operations per
+// Txn). A token check so never waits for a write through raft, and a box
+// with a thousand busy clients writes a few Txns a second instead of a
+// thousand. Each touch is guarded by the session's mod revision, so it never
+// brings back a session ended meanwhile (by any box). Every read of a
+// session on this box sees its noted touch at once; other boxes see it
+// within a second. A box that dies loses at most its last second of
+// activity: a session then looks unused a second longer, never more.
+
+const (
+	touchFlushEvery = time.Second
+	// touchChunk sessions per Txn: a compare and a put each.
+	touchChunk = 100
+	// maxPendingTouches bounds the memory of touches that an outage keeps
+	// from being flushed; past it, a touch is written before TouchSession
+	// returns, where the outage is the caller's to see.
+	maxPendingTouches = 4096
+)
+
+type touch struct {
+	lastSeen, expires time.Time
+	ip                string // "" keeps the session's address
+}
+
+func (n touch) to(s *auth.Session) {
+	s.LastSeen, s.ExpiresAt = n.lastSeen, n.expires
+	if n.ip != "" {
+		s.IP = n.ip
+	}
+}
+
+// touches are the noted touches not yet written, by token hash. A read
+// notes the generation first, puts the waiting touch on top of what it
+// read, and reads again if a flush was written since (it may have dropped
+// the touch after the read).
+type touches struct {
+	mu      sync.RWMutex
+	gen     uint64
+	pending map[auth.TokenHash]touch
+	closed  bool
+
+	start sync.Once
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func newTouches() *touches {
+	return &touches{pending: map[auth.TokenHash]touch{}, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// note adds a touch of h; false when the queue is full or closed.
+func (t *touches) note(h auth.TokenHash, n touch) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, waiting := t.pending[h]
+	if t.closed || !waiting && len(t.pending) >= maxPendingTouches {
+		return false
+	}
+	if n.ip == "" {
+		n.ip = old.ip
+	}
+	t.pending[h] = n
+	return true
+}
+
+func (t *touches) generation() uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.gen
+}
+
+// apply gives each of ss its waiting touch; false when a flush was written
+// since gen and the read must be made again.
+func (t *touches) apply(gen uint64, ss ...*auth.Session) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.gen != gen {
+		return false
+	}
+	for _, s := range ss {
+		if n, ok := t.pending[s.TokenHash]; ok {
+			n.to(s)
+		}
+	}
+	return true
+}
+
+func (t *touches) snapshot() map[auth.TokenHash]touch {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if len(t.pending) == 0 {
+		return nil
+	}
+	batch := make(map[auth.TokenHash]touch, len(t.pending))
+	for h, n := range t.pending {
+		batch[h] = n
+	}
+	return batch
+}
+
+// written drops the touches of batch not noted again since.
+func (t *touches) written(batch map[auth.TokenHash]touch) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gen++
+	for h, n := range batch {
+		if t.pending[h] == n {
+			delete(t.pending, h)
+		}
+	}
+}
+
+// startTouches starts the flush loop on the first touch.
+func (s *Store) startTouches() {
+	s.touches.start.Do(func() { go s.touchLoop() })
+}
+
+func (s *Store) touchLoop() {
+	defer close(s.touches.done)
+	tick := time.NewTicker(touchFlushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.touches.stop:
+			return
+		case <-tick.C:
+		}
+		// A failed flush keeps its touches for the next.
+		_ = s.flushTouches(context.Background())
+	}
+}
+
+// closeTouches stops noting and the loop, and writes what waits.
+func (s *Store) closeTouches() error {
+	t := s.touches
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.start.Do(func() { close(t.done) }) // never started
+	close(t.stop)
+	<-t.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.flushTouches(ctx)
+}
+
+// TouchSession notes activity; a missing session is not an error. The
+// touch is written within a second (see touches), and every read on this
+// box sees it at once.
+func (s *Store) TouchSession(ctx context.Context, h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	n := touch{lastSeen: lastSeen, expires: expiresAt, ip: ip}
+	s.startTouches()
+	if s.touches.note(h, n) {
+		return nil
+	}
+	return s.writeTouches(ctx, map[auth.TokenHash]touch{h: n})
+}
+
+// flushTouches writes every waiting touch, chunk by chunk; a chunk that
+// fails keeps its touches waiting.
+func (s *Store) flushTouches(ctx context.Context) error {
+	batch := s.touches.snapshot()
+	if batch == nil {
+		return nil
+	}
+	var errs []error
+	chunk := make(map[auth.TokenHash]touch, min(touchChunk, len(batch)))
+	flush := func() {
+		if err := s.writeTouches(ctx, chunk); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.touches.written(chunk)
+		}
+		chunk = make(map[auth.TokenHash]touch, touchChunk)
+	}
+	for h, n := range batch {
+		chunk[h] = n
+		if len(chunk) == touchChunk {
+			flush()
+		}
+	}
+	if len(chunk) > 0 {
+		flush()
+	}
+	return errors.Join(errs...)
+}
+
+// writeTouches writes at most touchChunk touches in one Txn guarded by
+// each session's mod revision, skipping sessions that ended.
+func (s *Store) writeTouches(ctx context.Context, batch map[auth.TokenHash]touch) error {
+	hashes := make([]auth.TokenHash, 0, len(batch))
+	for h := range batch {
+		hashes = append(hashes, h)
+	}
+	_, err := s.write(ctx, func(bool) (*etcd.TxnRequest, error) {
+		// The indexes, then the records, each in one read Txn.
+		idx := etcd.TxnRequest{}
+		for _, h := range hashes {
+			idx.Success = append(idx.Success, etcd.Op{Range: &etcd.RangeRequest{Key: s.sessionHashKey(h)}})
+		}
+		r, err := s.txn(ctx, idx)
+		if err != nil {
+			return nil, err
+		}
+		recs := etcd.TxnRequest{}
+		for i, resp := range r.Responses {
+			if resp.Range == nil || len(resp.Range.KVs) == 0 {
+				continue
+			}
+			uid, err := parseID(resp.Range.KVs[0].Value)
+			if err != nil {
+				return nil, fmt.Errorf("etcdstore: session index %s: %w", resp.Range.KVs[0].Key, err)
+			}
+			recs.Success = append(recs.Success, etcd.Op{Range: &etcd.RangeRequest{
+				Key: s.sessionKey(uid, hashes[i]), Revision: r.Header.Revision}})
+		}
+		if len(recs.Success) == 0 {
+			return nil, nil
+		}
+		if r, err = s.txn(ctx, recs); err != nil {
+			return nil, err
+		}
+		txn := &etcd.TxnRequest{}
+		for _, resp := range r.Responses {
+			if resp.Range == nil || len(resp.Range.KVs) == 0 {
+				continue
+			}
+			kv := &resp.Range.KVs[0]
+			sess, err := decodeSession(kv)
+			if err != nil {
+				return nil, err
+			}
+			n, ok := batch[sess.TokenHash]
+			if !ok {
+				continue
+			}
+			n.to(sess)
+			v, err := json.Marshal(sess)
+			if err != nil {
+				return nil, err
+			}
+			txn.Compare = append(txn.Compare, unchanged(kv.Key, kv))
+			txn.Success = append(txn.Success, put(kv.Key, v))
+		}
+		if len(txn.Success) == 0 {
+			return nil, nil
+		}
+		return txn, nil
+	})
+	return err
+}
