@@ -223,3 +223,175 @@ func TestSiteInitFromBox(t *testing.T) {
 		t.Fatalf("after a refused second init, the token: %d", got)
 	}
 }
+
+// An init that stopped half-way (the marker and some of the records in
+// etcd, as a crash after a few chunks leaves them) is refused by serve,
+// with what to do; run again, it is done from the start and boxes serve it.
+func TestSiteInitInterrupted(t *testing.T) {
+	dir, tok := populatedBox(t)
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	ec, err := etcd.New(etcd.Config{Endpoints: c.Endpoints(), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	// What a crash after the first chunk leaves: the marker, a user whose
+	// record is there without the rest, no counters.
+	for k, v := range map[string]string{
+		"/vmsauth/init":                   `{"source":"box1:/var/lib/vmsauth/vmsauth.db","started":"2026-11-29T10:00:00Z"}`,
+		"/vmsauth/u/00000000000000000007": `{"id":7,"login":"half"}`,
+		"/vmsauth/l/half":                 "7",
+		"/vmsauth/zz-left-by-the-crash":   "x",
+	} {
+		if _, err := ec.Txn(t.Context(), etcd.TxnRequest{Success: []etcd.Op{{Put: &etcd.PutRequest{Key: []byte(k), Value: []byte(v)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = siteServeErr(t, c)
+	if err == nil || !strings.Contains(err.Error(), "site init on this prefix has not finished") || !strings.Contains(err.Error(), "run `vmsauth site init` again") {
+		t.Fatalf("serve on an unfinished init: %v", err)
+	}
+	// site status names it.
+	code, out, errOut := cli(t, envOf(), "", "site", "status", "--data", t.TempDir(), "--etcd", strings.Join(c.Endpoints(), ","))
+	if code != 0 || !strings.Contains(out, "Site init: UNFINISHED") {
+		t.Fatalf("site status on an unfinished init: %d %s%s", code, out, errOut)
+	}
+
+	code, out, errOut = cli(t, envOf(), "", "site", "init", "--data", dir, "--etcd", strings.Join(c.Endpoints(), ","))
+	if code != 0 || !strings.Contains(out, "had not finished; it was done again from the start") {
+		t.Fatalf("site init run again: %d %s%s", code, out, errOut)
+	}
+	r, err := ec.Range(t.Context(), etcd.RangeRequest{Key: []byte("/vmsauth/"), RangeEnd: etcd.PrefixEnd([]byte("/vmsauth/")), KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range r.KVs {
+		if k := string(kv.Key); k == "/vmsauth/init" || strings.Contains(k, "half") || strings.Contains(k, "zz-left") || k == "/vmsauth/u/00000000000000000007" {
+			t.Errorf("the redone init left %s", k)
+		}
+	}
+	url, _, _ := siteBox(t, c)
+	checkTokens(t, url, tok)
+}
+
+// site status shows the members, the leader and the revision: through the
+// running service (with its watch), and from etcd directly when the
+// service does not run; it exits 1 when the site has no leader.
+func TestSiteStatus(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	eps := strings.Join(c.Endpoints(), ",")
+	dirA := t.TempDir()
+	_, _, stop := serveStoppable(t, envOf("VMSAUTH_BCRYPT_COST", "4", "VMSAUTH_ADMIN_PASSWORD", "admin-password"),
+		"--data", dirA, "--insecure-http", "--captcha=false", "--etcd", eps)
+	check := func(out string, service bool) {
+		t.Helper()
+		for _, want := range []string{`(?m)^Leader: +m[123]$`, `(?m)^Revision: +\d+$`, `(?m)^MEMBER +ID +CLIENT URLS +ROLE`,
+			`(?m)^m1 .* (leader|follower) `, `(?m)^m2 .* (leader|follower) `, `(?m)^m3 .* (leader|follower) `, `(?m) leader +\d+ +\d+ (kB|B|MB) `} {
+			if !regexp.MustCompile(want).MatchString(out) {
+				t.Errorf("site status lacks %s:\n%s", want, out)
+			}
+		}
+		if service != strings.Contains(out, "This box:  the service is running; watch") {
+			t.Errorf("site status (service running: %v) says otherwise:\n%s", service, out)
+		}
+		if !service && !strings.Contains(out, "The service is not running") {
+			t.Errorf("site status without the service does not say so:\n%s", out)
+		}
+	}
+	code, out, errOut := cli(t, envOf(), "", "site", "status", "--data", dirA)
+	if code != 0 {
+		t.Fatalf("site status through the service: %d %s%s", code, out, errOut)
+	}
+	check(out, true)
+	// The service stopped: the options it last served with (DATA/site).
+	stop()
+	code, out, errOut = cli(t, envOf(), "", "site", "status", "--data", dirA)
+	if code != 0 {
+		t.Fatalf("site status from etcd, the service stopped: %d %s%s", code, out, errOut)
+	}
+	check(out, false)
+	// Any directory, with the etcd options given.
+	code, out, errOut = cli(t, envOf(), "", "site", "status", "--data", t.TempDir(), "--etcd", eps)
+	if code != 0 {
+		t.Fatalf("site status from etcd: %d %s%s", code, out, errOut)
+	}
+	check(out, false)
+	// A directory that never served a site, and no --etcd: refused.
+	code, _, errOut = cli(t, envOf(), "", "site", "status", "--data", t.TempDir())
+	if code == 0 || !strings.Contains(errOut, "not a site box") {
+		t.Fatalf("site status without a site: %d %s", code, errOut)
+	}
+
+	// Two members of three gone: no leader, exit 1, the dead ones named.
+	c.Kill(1)
+	c.Kill(2)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, out, errOut = cli(t, envOf(), "", "site", "status", "--data", t.TempDir(), "--etcd", eps)
+		if code != 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // the survivor notices after an election timeout
+	}
+	if code != 1 || !strings.Contains(out, "Leader:    NONE") || strings.Count(out, "UNREACHABLE") != 2 {
+		t.Fatalf("site status without a majority: %d %s%s", code, out, errOut)
+	}
+}
+
+// A backup of a site is one revision written as an ordinary database: a
+// single box restores it and serves the same users and tokens, and site
+// init --from loads it into another prefix.
+func TestSiteBackupRestore(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 3})
+	url, dirA, _ := siteBox(t, c)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, login := range []string{"cam1", "cam2"} {
+		if code, out, errOut := cli(t, envOf("VMSAUTH_BCRYPT_COST", "4"), login+"-pass\n", "user", "add", "--data", dirA, "--login", login, "--api", "client,integration"); code != 0 {
+			t.Fatalf("user add: %d %s%s", code, out, errOut)
+		}
+	}
+	var tok boxTokens
+	status, body := postJSON(t, client, url+"/api/v1/token", `{"login":"cam1","password":"cam1-pass"}`)
+	if tok.client, _ = body["access_token"].(string); status != http.StatusOK {
+		t.Fatalf("login: %d %v", status, body)
+	}
+	status, body = postJSON(t, client, url+"/v1/login_check", `{"username":"cam2","password":"cam2-pass"}`)
+	tok.integration, _ = body["token"].(string)
+	tok.refresh, _ = body["refresh_token"].(string)
+	if status != http.StatusOK {
+		t.Fatalf("integration login: %d %v", status, body)
+	}
+
+	file := filepath.Join(t.TempDir(), "site.db")
+	code, out, errOut := cli(t, envOf(), "", "backup", "--data", dirA, file)
+	if code != 0 || !regexp.MustCompile(`Backup of the site at etcd revision \d+ written to`).MatchString(out) {
+		t.Fatalf("backup of a site box: %d %s%s", code, out, errOut)
+	}
+	// No temp file is left in the service's directory.
+	if m, _ := filepath.Glob(filepath.Join(dirA, ".site-backup-*")); len(m) != 0 {
+		t.Fatalf("the site backup left %v", m)
+	}
+
+	// Into another prefix of the same cluster, as into a new site.
+	eps := strings.Join(c.Endpoints(), ",")
+	code, out, errOut = cli(t, envOf(), "", "site", "init", "--data", t.TempDir(), "--from", file, "--etcd", eps, "--etcd-prefix", "/site2/")
+	if code != 0 || !strings.Contains(out, "Copied 3 users, 2 sessions, 1 refresh tokens") {
+		t.Fatalf("site init --from a site backup: %d %s%s", code, out, errOut)
+	}
+	a2, _ := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4"), "--data", t.TempDir(), "--insecure-http", "--captcha=false", "--etcd", eps, "--etcd-prefix", "/site2/")
+	if got := request(t, client, http.MethodGet, a2.URL()+"/v1/me", tok.integration); got != http.StatusOK {
+		t.Fatalf("the backup loaded into /site2/ refused a token: %d", got)
+	}
+
+	// Restored on a single box: the same users and tokens.
+	single := t.TempDir()
+	code, out, errOut = cli(t, envOf(), "", "restore", "--data", single, file)
+	if code != 0 {
+		t.Fatalf("restore of a site backup on a single box: %d %s%s", code, out, errOut)
+	}
+	a, _ := startServe(t, envOf("VMSAUTH_BCRYPT_COST", "4"), "--data", single, "--insecure-http", "--captcha=false")
+	checkTokens(t, a.URL(), tok)
+	if status, body := postJSON(t, client, a.URL()+"/api/v1/token", `{"login":"admin","password":"admin-password"}`); status != http.StatusOK {
+		t.Fatalf("the site's admin on the restored box: %d %v", status, body)
+	}
+}
