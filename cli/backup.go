@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"vmsauth/internal/atomicfile"
 	"vmsauth/store"
@@ -51,7 +52,7 @@ func backupCommand(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	if isSiteBox(dataDir) {
-		return errSiteBackup
+		return backupSite(ctx, env, dataDir, file)
 	}
 	live := filepath.Join(dataDir, databaseFile)
 	if _, err := os.Stat(live); err != nil {
@@ -61,7 +62,7 @@ func backupCommand(ctx context.Context, env Env, args []string) error {
 	db, err := store.Open(live, store.Options{ReadOnly: true})
 	switch {
 	case errors.Is(err, store.ErrLocked):
-		copyTo = func(w io.Writer) error { return backupFromService(ctx, dataDir, w, err) }
+		copyTo = func(w io.Writer) error { return backupFromService(ctx, dataDir, w, err, nil) }
 	case err != nil:
 		return err
 	default:
@@ -79,14 +80,40 @@ func backupCommand(ctx context.Context, env Env, args []string) error {
 	return nil
 }
 
-func backupFromService(ctx context.Context, dataDir string, w io.Writer, locked error) error {
+// backupSite writes the site a site box serves, read at one revision, as
+// an ordinary database file: the running service reads and writes it (it
+// alone holds the etcd options and password), and it is checked here as
+// any backup is.
+func backupSite(ctx context.Context, env Env, dataDir, file string) error {
+	var rev string
+	n, err := writeChecked(file, func(w io.Writer) error {
+		return backupFromService(ctx, dataDir, w, errSiteBox, &rev)
+	})
+	if err != nil {
+		return err
+	}
+	if err := giveToDirOwner(dataDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Backup of the site at etcd revision %s written to %s (%d bytes, checked).\n", rev, file, n)
+	fmt.Fprintln(env.Stdout, "It is an ordinary vmsauth database: vmsauth restore takes it on a single box, and vmsauth site init --from takes it into an empty site prefix.")
+	return nil
+}
+
+// backupFromService copies the running service's backup to w; rev, if
+// not nil, gets the site revision it was read at (site boxes).
+func backupFromService(ctx context.Context, dataDir string, w io.Writer, locked error, rev *string) error {
 	res, err := ctlDo(ctx, dataDir, http.MethodGet, "/backup", nil, locked)
 	if err != nil {
 		return err
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("the running service refused the backup (HTTP %d)", res.StatusCode)
+		msg, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		return fmt.Errorf("the running service refused the backup (HTTP %d): %s", res.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	if rev != nil {
+		*rev = res.Header.Get(siteBackupHeader)
 	}
 	_, err = io.Copy(w, res.Body)
 	return err
@@ -135,7 +162,7 @@ func restoreCommand(_ context.Context, env Env, args []string) error {
 		return err
 	}
 	if isSiteBox(dataDir) {
-		return errors.New("this box serves a site from etcd (serve --etcd): restoring its own file would change nothing it serves, and restoring into a site is not yet supported")
+		return errors.New("this box serves a site from etcd (serve --etcd): restoring its own file would change nothing it serves; to load a backup into a site, use vmsauth site init --from FILE on an empty prefix")
 	}
 	if err := checkDatabase(file); err != nil {
 		return fmt.Errorf("refusing to restore %s: %w", file, err)

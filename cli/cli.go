@@ -79,12 +79,21 @@ func commands() []command {
   vmsauth user grant LOGIN PERM... grant permissions (or "all")
   vmsauth user revoke LOGIN PERM.. revoke permissions (or "all")`},
 		{names: []string{"backup"}, run: backupCommand, synopsis: `
-  vmsauth backup FILE              write a checked copy of the live database`},
+  vmsauth backup FILE              write a checked copy of the live database
+                                   (on a site box: the site at one revision)`},
 		{names: []string{"restore"}, run: restoreCommand, synopsis: `
   vmsauth restore FILE             replace the database with a backup (service stopped)`},
 		{names: []string{"audit"}, socket: true, run: auditCommand, synopsis: `
   vmsauth audit [--login L] [--since T] [--limit N]
                                    show login attempts, newest first`},
+		// The socket runs only `site status`: siteCommand refuses init there.
+		{names: []string{"site"}, socket: true, run: siteCommand, synopsis: `
+  vmsauth site init --etcd URLs [--etcd-* flags] [--from FILE]
+                                   copy this box's users, sessions and audit (or a
+                                   backup's) into an empty site prefix (service stopped)
+  vmsauth site status [--etcd URLs ...]
+                                   the site's members, leader, revision and this
+                                   box's watch; exits 1 when the site has no leader`},
 		{names: []string{"install"}, run: service("install"), synopsis: `
   vmsauth install [serve flags]    register the system service (data in /var/lib/vmsauth)`},
 		{names: []string{"uninstall"}, run: service("uninstall"), synopsis: `
@@ -127,7 +136,7 @@ func usage() string {
 	}
 	b.WriteString(`
 
-Every user, backup, restore and audit command takes --data DIR (default
+Every user, backup, restore, audit and site command takes --data DIR (default
 ./data, or $VMSAUTH_DATA), and works whether or not the service is running.
 `)
 	return b.String()

@@ -33,6 +33,9 @@ type local struct {
 	db    Backend
 	svc   *auth.Service
 	audit *auth.Auditor // nil outside serve
+	// dir is the service's data directory ("" outside serve), where a
+	// site backup is written before it is sent.
+	dir string
 }
 
 // exitCode carries a forwarded command's exit status back to Main.
@@ -181,8 +184,12 @@ func ctlHandler(l *local, log *slog.Logger) http.Handler {
 	})
 	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
 		f, ok := l.db.(fileBackend)
+		if s, site := l.db.(siteStore); !ok && site {
+			serveSiteBackup(w, r, s, l.dir, log)
+			return
+		}
 		if !ok {
-			http.Error(w, errSiteBackup.Error(), http.StatusNotImplemented)
+			http.Error(w, "this backend has no backup", http.StatusNotImplemented)
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")

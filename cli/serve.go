@@ -170,7 +170,17 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 	// Rehashes that logins started finish before the database closes.
 	a.onClose(svc.Wait)
 
-	err = bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log)
+	// A site whose init has not finished is half there: not served.
+	start := func() error {
+		if err := checkSiteInit(ctx, db); err != nil {
+			return err
+		}
+		if err := bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log); err != nil {
+			return fmt.Errorf("creating the first admin: %w", err)
+		}
+		return nil
+	}
+	err = start()
 	for wait := time.Now().Add(siteStartWait); errors.Is(err, auth.ErrUnavailable) && time.Now().Before(wait); {
 		// A site box may start while etcd settles or has no majority:
 		// it waits a little, then exits for systemd to start it again.
@@ -182,10 +192,10 @@ func (a *app) openData(ctx context.Context, env Env, cfg *config) (*auth.Service
 			return nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
-		err = bootstrapAdmin(ctx, db, svc, cfg.Data, env.Getenv, env.Stdout, a.log)
+		err = start()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("creating the first admin: %w", err)
+		return nil, err
 	}
 	a.checkStart = time.Now()
 	a.checked = make(chan struct{})
@@ -238,7 +248,7 @@ func (a *app) startBackground(cfg *config, svc *auth.Service) (*auth.Auditor, er
 	}
 	ctlCtx, stopCtl := context.WithCancel(context.Background())
 	ctlDone := make(chan struct{})
-	goSafe(a.fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor}, log) }, func() { close(ctlDone) })
+	goSafe(a.fatal, "control socket", func() { serveControl(ctlCtx, ctl, &local{db: db, svc: svc, audit: auditor, dir: cfg.Data}, log) }, func() { close(ctlDone) })
 	// Commands in flight on the socket finish before the database closes.
 	a.onClose(func() { stopCtl(); <-ctlDone })
 	return auditor, nil

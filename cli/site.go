@@ -46,10 +46,6 @@ const siteMarkerFile = "site"
 // errSiteBox is why a command on a site box needs the running service.
 var errSiteBox = errors.New("this box serves a site from etcd (serve --etcd), so its users are not in the local file")
 
-// errSiteBackup: a site's backup is one consistent revision of etcd written
-// as an ordinary vmsauth file, a later step.
-var errSiteBackup = errors.New("site backups are not yet supported: this box serves a site from etcd (serve --etcd) and has no database file of its own to copy; back up the etcd cluster meanwhile (etcdctl snapshot save)")
-
 // everyMinute lets a line through at most once a minute: an etcd outage
 // fails every background write until it ends, and is one event.
 type everyMinute struct{ last atomic.Int64 }
@@ -153,8 +149,7 @@ func openSite(cfg *config, getenv func(string) string, acfg auth.Config) (Backen
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, nil, err
 	}
-	marker := fmt.Sprintf("etcd=%s\nprefix=%s\n", strings.Join(ecfg.Endpoints, ","), cfg.EtcdPrefix)
-	if err := atomicfile.Write(filepath.Join(cfg.Data, siteMarkerFile), []byte(marker), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.Data, siteMarkerFile), []byte(siteMarker(cfg)), 0o600); err != nil {
 		return nil, nil, err
 	}
 	if err := giveToDirOwner(cfg.Data); err != nil {
