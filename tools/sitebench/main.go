@@ -279,8 +279,8 @@ func logins(o options, a, b *box) ([]row, error) {
 		}
 		loginRates, bcryptRates, ratios = append(loginRates, lr), append(bcryptRates, br), append(ratios, lr/br)
 	}
-	detail := fmt.Sprintf("logins %s/s, bcrypt alone %s/s (cost %d, %d cores)",
-		medianRange(loginRates, "%.1f"), medianRange(bcryptRates, "%.1f"), o.cost, runtime.NumCPU())
+	detail := fmt.Sprintf("logins %s/s, bcrypt alone %s/s (cost %d, %d threads at nice 10 on %d cores)",
+		medianRange(loginRates, "%.1f"), medianRange(bcryptRates, "%.1f"), o.cost, 2*runtime.NumCPU(), runtime.NumCPU())
 	if len(refused) > 0 {
 		detail += fmt.Sprintf("; answers other than 200: %v", refused)
 	}
@@ -289,17 +289,18 @@ func logins(o options, a, b *box) ([]row, error) {
 }
 
 // bcryptRun compares the right password against hash on every core for d
-// and returns comparisons per second. Each comparison runs on a thread at
-// nice 10, where a box's hashing threads run once they have waited their
-// turn (auth's lowPriority): on a machine shared with other work, a
-// baseline at normal priority would take a bigger share of the cores than
-// the boxes can.
+// and returns comparisons per second. It runs as many threads as the two
+// boxes' hash pools together (each is as wide as the cores), each at nice
+// 10, where a box's hashing threads run once they have waited their turn
+// (auth's lowPriority): on a machine shared with other work, the kernel
+// shares the cores per thread, and a baseline with fewer threads or another
+// priority would get another share of them than the boxes get.
 func bcryptRun(hash []byte, d time.Duration) float64 {
 	var n atomic.Int64
 	stop := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range runtime.NumCPU() {
+	for range 2 * runtime.NumCPU() {
 		wg.Go(func() {
 			// Never unlocked: the thread ends with the goroutine and its
 			// priority with it.
