@@ -68,7 +68,7 @@ func startCluster(bin, dir string, n int, scheme, peerScheme string, extra membe
 		if extra != nil {
 			args = append(args, extra(i)...)
 		}
-		if err := m.launch(bin, args); err != nil {
+		if err := m.launch(bin, args, nil); err != nil {
 			c.stop()
 			return nil, err
 		}
@@ -84,14 +84,18 @@ func startCluster(bin, dir string, n int, scheme, peerScheme string, extra membe
 
 // launch starts the member on a goroutine locked to its thread until the
 // member exits: Pdeathsig fires when the starting *thread* ends (see
-// etcdtest), and it makes the kernel kill etcd if this tool dies.
-func (m *member) launch(bin string, args []string) error {
+// etcdtest), and it makes the kernel kill etcd if this tool dies. env, if
+// not nil, is added to this process's environment (etcd reads ETCD_*).
+func (m *member) launch(bin string, args, env []string) error {
 	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	started := make(chan error, 1)
 	m.done = make(chan struct{})
