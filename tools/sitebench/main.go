@@ -296,11 +296,15 @@ func logins(o options, a, b *box) ([]row, error) {
 // shares the cores per thread, and a baseline with fewer threads or another
 // priority would get another share of them than the boxes get.
 func bcryptRun(hash []byte, d time.Duration) float64 {
+	// As many of them running at once as the boxes can: GOMAXPROCS would
+	// otherwise hold this process to one running thread per core.
+	threads := 2 * runtime.NumCPU()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
 	var n atomic.Int64
 	stop := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for range 2 * runtime.NumCPU() {
+	for range threads {
 		wg.Go(func() {
 			// Never unlocked: the thread ends with the goroutine and its
 			// priority with it.
