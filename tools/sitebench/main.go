@@ -383,7 +383,11 @@ func revocation(o options, a, b *box) ([]row, error) {
 		}
 		var firstOK sync.Once
 		okSeen := make(chan struct{})
-		refusedAt := make(chan time.Time, 1)
+		type refusal struct {
+			at     time.Time
+			status int
+		}
+		refused := make(chan refusal, 1)
 		stopPoll := make(chan struct{})
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, b.base+"/auth/verify", nil)
@@ -404,7 +408,7 @@ func revocation(o options, a, b *box) ([]row, error) {
 					firstOK.Do(func() { close(okSeen) })
 					continue
 				}
-				refusedAt <- time.Now()
+				refused <- refusal{time.Now(), res.StatusCode}
 				return
 			}
 		}()
@@ -430,9 +434,13 @@ func revocation(o options, a, b *box) ([]row, error) {
 			return nil, fmt.Errorf("logout on A: HTTP %d", res.StatusCode)
 		}
 		select {
-		case at := <-refusedAt:
-			delays = append(delays, max(0, at.Sub(done).Seconds()*1000))
-			fromSend = append(fromSend, at.Sub(sent).Seconds()*1000)
+		case r := <-refused:
+			if r.status != http.StatusUnauthorized {
+				close(stopPoll)
+				return nil, fmt.Errorf("sample %d: box B answered %d, want 401 for a token logged out", i, r.status)
+			}
+			delays = append(delays, max(0, r.at.Sub(done).Seconds()*1000))
+			fromSend = append(fromSend, r.at.Sub(sent).Seconds()*1000)
 		case <-time.After(10 * time.Second):
 			close(stopPoll)
 			return nil, fmt.Errorf("sample %d: box B still accepts the token 10 s after the logout", i)
