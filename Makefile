@@ -15,7 +15,7 @@ DEB_MAINTAINER ?= vmsauth maintainers <vmsauth@example.com>
 # run (see web/bench_test.go); BENCHTIME=1x makes a smoke run of a few seconds.
 BENCHTIME ?= 3s
 
-.PHONY: release size-check deb bench measure fwdbench test
+.PHONY: release size-check deb bench measure fwdbench sitebench test
 
 release:
 	@mkdir -p dist
@@ -58,3 +58,10 @@ test:
 # socket and over TCP loopback. Needs nginx and wrk (apt-get install nginx wrk).
 fwdbench: release
 	go run ./tools/fwdbench -dist dist
+
+# A site of several boxes on one etcd cluster (3 members started by the tool
+# on loopback, Debian's etcd-server): token checks against the same box on
+# bbolt, logins over two boxes against bcrypt on all cores, and the delay
+# from a logout on one box to the other refusing the token.
+sitebench: release
+	go run ./tools/sitebench -dist dist
