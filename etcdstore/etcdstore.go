@@ -20,6 +20,9 @@
 //	r/<hash>             the refresh token's user id
 //	n/audit              last audit sequence number given
 //	a/<seq>              an audit entry, JSON; trimmed from the front only
+//	init                 an unfinished site init (export.go)
+//	t/, c/, g/, secret/  throttle counters, answered captchas, 419 graces
+//	                     and the site's secrets (shared.go)
 //
 // A session and a refresh token live under their user, so the reads a
 // write needs (the user's sessions for the limit or an ending) are one
