@@ -1,10 +1,12 @@
 package etcdstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"vmsauth/auth"
@@ -55,7 +57,12 @@ const pageSize = 1000
 // scan calls fn on every key under prefix, a page at a time, all at the
 // revision of the first page (one consistent view).
 func (s *Store) scan(ctx context.Context, prefix []byte, fn func(kv *etcd.KeyValue) error) error {
-	key, end, rev := prefix, etcd.PrefixEnd(prefix), int64(0)
+	return s.scanAt(ctx, prefix, 0, fn)
+}
+
+// scanAt is scan at the revision rev (0: the first page's).
+func (s *Store) scanAt(ctx context.Context, prefix []byte, rev int64, fn func(kv *etcd.KeyValue) error) error {
+	key, end := prefix, etcd.PrefixEnd(prefix)
 	for {
 		r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: key, RangeEnd: end, Limit: pageSize, Revision: rev})
 		if err != nil {
@@ -99,9 +106,13 @@ const sweepChunk = 30
 // before now-keep and the refresh tokens past their expiry, used or not.
 // Each deletion is guarded by the record's mod revision, so a session
 // used (extended) or ended since the scan is left alone. Every box of a
-// site sweeps; two sweeping at once delete each record once.
+// site sweeps; two sweeping at once delete each record once. It also
+// deletes the index keys an ending left behind (see end).
 func (s *Store) Sweep(now time.Time, keep time.Duration) (int, error) {
 	ctx := context.Background()
+	if err := s.sweepOrphans(ctx); err != nil {
+		return 0, err
+	}
 	cut := now.Add(-keep)
 	type dead struct {
 		cmp etcd.Compare
@@ -177,4 +188,58 @@ func decodeRefresh(kv *etcd.KeyValue) (*auth.Refresh, error) {
 		return nil, fmt.Errorf("etcdstore: decode refresh token %s: %w", kv.Key, err)
 	}
 	return r, nil
+}
+
+// sweepOrphans deletes the index keys (s/, i/, r/) whose record is gone,
+// which only an ending too large to delete them with leaves (see end), and
+// which it marks with orphansKey. Every range is read at the revision the
+// mark was read at: an index whose record is absent then is an orphan for
+// good, since a record is never written again once deleted (its token is
+// random), and each deletion is guarded by the index key's revision.
+func (s *Store) sweepOrphans(ctx context.Context) error {
+	mark, rev, err := s.get(ctx, s.key(orphansKey), 0)
+	if err != nil || mark == nil {
+		return err
+	}
+	sessions, refreshes := map[string]bool{}, map[string]bool{}
+	last := func(key []byte) string { return string(key[bytes.LastIndexByte(key, '/')+1:]) }
+	for prefix, live := range map[string]map[string]bool{"us/": sessions, "ur/": refreshes} {
+		if err := s.scanAt(ctx, s.key(prefix), rev, func(kv *etcd.KeyValue) error {
+			live[last(kv.Key)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	var orphans []etcd.Compare
+	for prefix, live := range map[string]map[string]bool{"s/": sessions, "i/": sessions, "r/": refreshes} {
+		if err := s.scanAt(ctx, s.key(prefix), rev, func(kv *etcd.KeyValue) error {
+			hash := last(kv.Key)
+			if prefix == "i/" {
+				hash = last(kv.Value) // "<user id>/<hash>"
+			}
+			if !live[hash] {
+				orphans = append(orphans, unchanged(kv.Key, kv))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	for chunk := range slices.Chunk(orphans, 100) {
+		txn := etcd.TxnRequest{Compare: chunk}
+		for _, c := range chunk {
+			txn.Success = append(txn.Success, del(c.Key))
+		}
+		resp, err := s.txn(ctx, txn)
+		if err != nil {
+			return err
+		}
+		if !resp.Succeeded {
+			return nil // changed meanwhile: the next sweep looks again
+		}
+	}
+	// A later ending that left orphans wrote the mark again: keep it then.
+	_, err = s.txn(ctx, etcd.TxnRequest{Compare: []etcd.Compare{unchanged(mark.Key, mark)}, Success: []etcd.Op{del(mark.Key)}})
+	return err
 }

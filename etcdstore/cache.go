@@ -202,6 +202,12 @@ func (c *sessionCache) applyOne(prefix string, ev *etcd.Event) {
 		// us/<user id>/<hash>
 		rest := k[3:]
 		i := bytes.IndexByte(rest, '/')
+		if i >= 0 && i == len(rest)-1 && ev.Type == etcd.EventDelete {
+			// us/<user id>/: this box's range delete of all the user's
+			// sessions (the watch sends one event per key instead).
+			c.forgetUser(string(rest[:i]))
+			return
+		}
 		var h auth.TokenHash
 		if i < 0 || h.UnmarshalText(rest[i+1:]) != nil {
 			return
@@ -224,16 +230,21 @@ func (c *sessionCache) applyOne(prefix string, ev *etcd.Event) {
 		}
 		c.m[h] = &cached{sess: *sess, u: e.u, modRev: ev.KV.ModRevision}
 	case bytes.HasPrefix(k, []byte("u/")):
-		id, err := strconv.ParseInt(string(k[2:]), 10, 64)
-		if err != nil {
-			return
-		}
-		// Rare (a user's change), and the cache is bounded: a scan is
-		// cheaper than an index kept on every fill.
-		for h, e := range c.m {
-			if e.sess.UserID == id {
-				delete(c.m, h)
-			}
+		c.forgetUser(string(k[2:]))
+	}
+}
+
+// forgetUser forgets every cached session of the user with the id (as
+// written in keys). Rare (a user's change), and the cache is bounded: a
+// scan is cheaper than an index kept on every fill.
+func (c *sessionCache) forgetUser(key string) {
+	id, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return
+	}
+	for h, e := range c.m {
+		if e.sess.UserID == id {
+			delete(c.m, h)
 		}
 	}
 }

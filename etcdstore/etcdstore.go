@@ -48,8 +48,9 @@
 // Limits: etcd refuses a Txn with more than --max-txn-ops operations (128
 // by default). AppendAudit writes in chunks of auditChunk entries, each its
 // own Txn; an ending (a user deleted, a password changed) deletes three
-// keys per session and two per refresh token in one Txn, so a user with
-// more than about 40 sessions needs a larger --max-txn-ops.
+// keys per session and two per refresh token in one Txn, or, for a user
+// with too many for that, their records only, leaving the index keys to
+// the sweep (see end).
 package etcdstore
 
 import (
@@ -303,6 +304,11 @@ func put(key, value []byte) etcd.Op {
 
 func del(key []byte) etcd.Op {
 	return etcd.Op{Delete: &etcd.DeleteRangeRequest{Key: key}}
+}
+
+// delPrefix deletes every key under prefix.
+func delPrefix(prefix []byte) etcd.Op {
+	return etcd.Op{Delete: &etcd.DeleteRangeRequest{Key: prefix, RangeEnd: etcd.PrefixEnd(prefix)}}
 }
 
 // unchanged is the compare that kv (read at a revision) is still as read,

@@ -353,23 +353,3 @@ func (s *Store) Snapshot(ctx context.Context) (*auth.Snapshot, int64, error) {
 	}
 	return snap, rev, nil
 }
-
-// scanAt calls fn on every key under prefix at rev, a page at a time.
-func (s *Store) scanAt(ctx context.Context, prefix []byte, rev int64, fn func(kv *etcd.KeyValue) error) error {
-	key, end := prefix, etcd.PrefixEnd(prefix)
-	for {
-		r, err := s.rangeKV(ctx, etcd.RangeRequest{Key: key, RangeEnd: end, Limit: pageSize, Revision: rev})
-		if err != nil {
-			return err
-		}
-		for i := range r.KVs {
-			if err := fn(&r.KVs[i]); err != nil {
-				return err
-			}
-		}
-		if !r.More || len(r.KVs) == 0 {
-			return nil
-		}
-		key = append(append([]byte(nil), r.KVs[len(r.KVs)-1].Key...), 0)
-	}
-}

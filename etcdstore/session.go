@@ -377,10 +377,31 @@ func (s *Store) RotateRefresh(ctx context.Context, old auth.TokenHash, sess *aut
 	return err
 }
 
+// endBudget bounds the operations an ending puts in its Txn. etcd refuses
+// a Txn of more than --max-txn-ops operations (128 by default) and the
+// write around the ending adds a few of its own.
+const endBudget = 110
+
+// orphansKey marks that an ending left index keys behind (see end); the
+// sweep then deletes them.
+const orphansKey = "n/orphans"
+
+// ErrTooManyToEnd is returned when ending a user's sessions would take
+// more operations than one etcd Txn may hold, even without their indexes.
+var ErrTooManyToEnd = errors.New("etcdstore: too many sessions to end in one etcd transaction; raise etcd's --max-txn-ops")
+
 // end adds to txn the deletes of what e ends of the user's sessions and
 // refresh tokens as of rev, and the compares that nothing was added to
 // them since. The compares on the records read before rev, or on the
 // user, are the caller's.
+//
+// A session is three keys (its record and two indexes) and a refresh token
+// two; a user who holds many (an integration that logs in again and again)
+// would pass etcd's cap on a Txn. Then only the records are deleted (all of
+// a user's at once by one range delete, when all of them end), which ends
+// the tokens at once, since every read goes from an index to its record
+// and finds none; the index keys left behind are deleted by the next sweep
+// (orphansKey).
 func (s *Store) end(ctx context.Context, txn *etcd.TxnRequest, userID, rev int64, e auth.Ending) error {
 	if e.IsZero() {
 		return nil
@@ -390,28 +411,59 @@ func (s *Store) end(ctx context.Context, txn *etcd.TxnRequest, userID, rev int64
 		return err
 	}
 	txn.Compare = append(txn.Compare, rangeUnchanged(s.userSessionsKey(userID), rev))
+	var ended []*auth.Session
 	for _, sess := range sessions {
 		if e.Ends(sess) {
+			ended = append(ended, sess)
+		}
+	}
+	var refreshes []*auth.Refresh
+	allRefreshes := true
+	if e.EndsRefreshes() {
+		kvs, _, err := s.list(ctx, s.userRefreshKey(userID), rev)
+		if err != nil {
+			return err
+		}
+		txn.Compare = append(txn.Compare, rangeUnchanged(s.userRefreshKey(userID), rev))
+		for i := range kvs {
+			r, err := decodeRefresh(&kvs[i])
+			if err != nil {
+				return err
+			}
+			if e.EndsRefresh(r) {
+				refreshes = append(refreshes, r)
+			} else {
+				allRefreshes = false
+			}
+		}
+	}
+	if len(txn.Success)+3*len(ended)+2*len(refreshes) <= endBudget {
+		for _, sess := range ended {
 			txn.Success = append(txn.Success, s.deleteSession(sess)...)
 		}
-	}
-	if !e.EndsRefreshes() {
+		for _, r := range refreshes {
+			txn.Success = append(txn.Success, del(s.refreshKey(userID, r.Hash)), del(s.refreshHashKey(r.Hash)))
+		}
 		return nil
 	}
-	kvs, _, err := s.list(ctx, s.userRefreshKey(userID), rev)
-	if err != nil {
-		return err
-	}
-	txn.Compare = append(txn.Compare, rangeUnchanged(s.userRefreshKey(userID), rev))
-	for i := range kvs {
-		r := new(auth.Refresh)
-		if err := json.Unmarshal(kvs[i].Value, r); err != nil {
-			return fmt.Errorf("etcdstore: decode refresh token %s: %w", kvs[i].Key, err)
-		}
-		if e.EndsRefresh(r) {
-			txn.Success = append(txn.Success, del(kvs[i].Key), del(s.refreshHashKey(r.Hash)))
+	if len(ended) == len(sessions) {
+		txn.Success = append(txn.Success, delPrefix(s.userSessionsKey(userID)))
+	} else {
+		for _, sess := range ended {
+			txn.Success = append(txn.Success, del(s.sessionKey(userID, sess.TokenHash)))
 		}
 	}
+	if len(refreshes) > 0 && allRefreshes {
+		txn.Success = append(txn.Success, delPrefix(s.userRefreshKey(userID)))
+	} else {
+		for _, r := range refreshes {
+			txn.Success = append(txn.Success, del(s.refreshKey(userID, r.Hash)))
+		}
+	}
+	if len(txn.Success) >= endBudget {
+		return fmt.Errorf("%w (user %d: %d sessions, %d refresh tokens)", ErrTooManyToEnd, userID, len(ended), len(refreshes))
+	}
+	txn.Success = append(txn.Success, put(s.key(orphansKey), []byte("1")))
 	return nil
 }
 
