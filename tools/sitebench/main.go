@@ -17,8 +17,9 @@
 // etcd-server) on free loopback ports with data in a temporary directory,
 // and runs the real release binary. Clients log in through the client API
 // with the captcha off (serve --captcha=false) and the throttle's per-IP
-// limit raised (--throttle-ip-limit), since every client comes from
-// 127.0.0.1. It is a tool for people; nothing of it goes into the release.
+// limit raised (--throttle-ip-limit); each login client comes from an
+// address of its own in 127.0.1.0/24, as on a site every camera and
+// viewer does, so that the site's counters are per client. It is a tool for people; nothing of it goes into the release.
 //
 //	make release && go run ./tools/sitebench
 package main
@@ -325,9 +326,6 @@ func bcryptRun(hash []byte, d time.Duration) float64 {
 // per second and the count of each other status code. A transport error
 // fails the run.
 func loginRun(o options, a, b *box) (float64, map[int]int, error) {
-	ca, cb := a.client(o.clients), b.client(o.clients)
-	defer ca.CloseIdleConnections()
-	defer cb.CloseIdleConnections()
 	var n atomic.Int64
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -336,10 +334,14 @@ func loginRun(o options, a, b *box) (float64, map[int]int, error) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range o.clients {
-		bx, client := a, ca
+		bx := a
 		if i%2 == 1 {
-			bx, client = b, cb
+			bx = b
 		}
+		// Each client from an address of its own, as cameras and
+		// viewers come: the site counts each address under its own key.
+		client := bx.clientFrom(1, net.IPv4(127, 0, 1, byte(i+1)))
+		defer client.CloseIdleConnections()
 		body := fmt.Sprintf(`{"login":"cam%d","password":%q}`, i, userPassword)
 		wg.Go(func() {
 			for time.Now().Before(stop) {
@@ -531,6 +533,14 @@ func (bx *box) client(conns int) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
+}
+
+// clientFrom is client whose connections come from the address ip.
+func (bx *box) clientFrom(conns int, ip net.IP) *http.Client {
+	c := bx.client(conns)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	c.Transport.(*http.Transport).DialContext = d.DialContext
+	return c
 }
 
 // post sends JSON and decodes a 200's answer into out; anything else is an
