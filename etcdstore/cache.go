@@ -305,29 +305,27 @@ func (s *Store) stopWatch() {
 	<-s.cache.done
 }
 
-// watchLoop keeps one watch open on the prefix until ctx ends, resuming
-// from where the last stopped (on another member: the client moves on
-// after a broken stream) or, after a compaction, afresh.
+// watchLoop keeps one watch open on the prefix until ctx ends. Each watch
+// starts from now with an emptied cache (see follow), so after a break
+// nothing the box missed can be answered from the cache: resuming from
+// where the last stopped would leave the cache up, with its old entries,
+// until etcd had replayed what happened meanwhile.
 func (s *Store) watchLoop(ctx context.Context) {
 	defer close(s.cache.done)
-	prefix := []byte(s.prefix)
-	var next int64 // 0: from now, with an empty cache
+	// Only the records a check reads: users (u/), sessions (us/) and,
+	// between them, refresh tokens (ur/). A whole-prefix watch would bring
+	// every box every throttle counter, answered captcha and audit entry
+	// of the site.
+	key, end := s.key("u/"), etcd.PrefixEnd(s.key("us/"))
 	pause := watchRetryMin
 	for ctx.Err() == nil {
-		w, err := s.c.Watch(ctx, etcd.WatchRequest{Key: prefix, RangeEnd: etcd.PrefixEnd(prefix),
-			StartRevision: next, ProgressNotify: true})
+		w, err := s.c.Watch(ctx, etcd.WatchRequest{Key: key, RangeEnd: end, ProgressNotify: true})
 		if err == nil {
 			pause = watchRetryMin
 			err = s.follow(ctx, w)
-			next = w.NextRevision()
 		}
 		if ctx.Err() != nil {
 			return
-		}
-		if errors.Is(err, etcd.ErrCompacted) {
-			// Changes were lost for good: nothing cached can be trusted.
-			s.cache.reset()
-			next = 0
 		}
 		s.cache.setDown(err)
 		select {
@@ -344,7 +342,9 @@ func (s *Store) follow(ctx context.Context, w *etcd.Watcher) error {
 	defer w.Close()
 	stop := context.AfterFunc(ctx, w.Close)
 	defer stop()
-	// Everything before the watch's start is in what the cache holds.
+	// The watch starts now: what the cache held was kept only for the
+	// stale grace, and changes missed since the last watch are not in it.
+	s.cache.reset()
 	s.cache.setUp(w.NextRevision() - 1)
 	for {
 		r, err := w.Next()

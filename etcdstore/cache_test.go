@@ -402,3 +402,38 @@ func TestCacheStaleGrace(t *testing.T) {
 	}
 	eventually(t, "the watch is up again", func() bool { return b.WatchState().Up })
 }
+
+// A watch that comes back after a break resumes where it stopped, and etcd
+// replays what it missed only after the watch is created: a cache that
+// called itself up at creation answered a session ended meanwhile from its
+// old entries until the replay arrived (about 100 ms), even with no stale
+// grace. Once B's watch is up again, s1 must be refused at every check.
+func TestCacheResumedWatchServesNothingStale(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	ctx := t.Context()
+	p := newCutProxy(t, c.Endpoints()[0])
+	a, b := twoBoxes(t, c, p.URL())
+	b.SetStaleGrace(0)
+	alice := storetest.CreateUser(t, a, "alice")
+	s1 := storetest.CreateSession(t, a, storetest.NewSession(t, alice.ID, auth.APIClient, storetest.Now), auth.CreateOptions{})
+	cachedOn(t, b, s1, 1)
+
+	p.setCut(true)
+	eventually(t, "B's watch breaks", func() bool { return !b.WatchState().Up })
+	if err := a.DeleteSession(ctx, s1.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.setCut(false)
+	deadline := time.Now().Add(20 * time.Second)
+	for !b.WatchState().Up {
+		if time.Now().After(deadline) {
+			t.Fatalf("B's watch is not up again: %+v", b.WatchState())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		if _, _, err := b.SessionByHash(ctx, s1.TokenHash); err == nil {
+			t.Fatalf("B accepted a session ended while its watch was down, with its watch up again: %+v", b.WatchState())
+		}
+	}
+}

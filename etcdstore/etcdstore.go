@@ -83,7 +83,9 @@ const maxLost = 2
 
 // ErrContention is returned when a write lost to other writers maxTries
 // times in a row.
-var ErrContention = errors.New("etcdstore: too many concurrent writes to the same keys; try again")
+// It is auth.ErrUnavailable too: the box cannot answer now, and the
+// client may try again (503), as when etcd does not answer.
+var ErrContention = fmt.Errorf("%w: etcdstore: too many concurrent writes to the same keys; try again", auth.ErrUnavailable)
 
 var (
 	_ auth.Store           = (*Store)(nil)

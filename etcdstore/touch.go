@@ -134,6 +134,17 @@ func (s *Store) startTouches() {
 
 func (s *Store) touchLoop() {
 	defer close(s.touches.done)
+	// Close stops a flush that waits on an etcd that does not answer:
+	// its own flush then gets the last word, within its own time.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.touches.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	tick := time.NewTicker(touchFlushEvery)
 	defer tick.Stop()
 	for {
@@ -143,7 +154,7 @@ func (s *Store) touchLoop() {
 		case <-tick.C:
 		}
 		// A failed flush keeps its touches for the next.
-		_ = s.flushTouches(context.Background())
+		_ = s.flushTouches(ctx)
 	}
 }
 
@@ -186,7 +197,10 @@ func (s *Store) flushTouches(ctx context.Context) error {
 	var errs []error
 	chunk := make(map[auth.TokenHash]touch, min(touchChunk, len(batch)))
 	flush := func() {
-		if err := s.writeTouches(ctx, chunk); err != nil {
+		if len(errs) > 0 && errors.Is(errs[0], auth.ErrUnavailable) || ctx.Err() != nil {
+			// etcd does not answer: each further chunk would wait its
+			// whole timeout too. They wait for the next flush.
+		} else if err := s.writeTouches(ctx, chunk); err != nil {
 			errs = append(errs, err)
 		} else {
 			s.touches.written(chunk)
