@@ -365,6 +365,14 @@ func (s *Store) applyLocal(ops []etcd.Op, rev int64) {
 		case op.Put != nil:
 			events = append(events, etcd.Event{Type: etcd.EventPut,
 				KV: etcd.KeyValue{Key: op.Put.Key, Value: op.Put.Value, ModRevision: rev}})
+		case op.Delete != nil && op.Delete.RangeEnd != nil:
+			// A range of a user's sessions (see end): as us/<user id>/,
+			// which forgets all the user's.
+			k := op.Delete.Key
+			if i := bytes.LastIndexByte(k, '/'); i >= 0 {
+				events = append(events, etcd.Event{Type: etcd.EventDelete,
+					KV: etcd.KeyValue{Key: k[:i+1], ModRevision: rev}})
+			}
 		case op.Delete != nil:
 			events = append(events, etcd.Event{Type: etcd.EventDelete,
 				KV: etcd.KeyValue{Key: op.Delete.Key, ModRevision: rev}})

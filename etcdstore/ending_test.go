@@ -15,7 +15,7 @@ import (
 // refresh tokens at once. Ending them (a password change, a disable, a
 // deletion, a withdrawn API) once deleted three keys per session and two
 // per refresh token in one Txn, which etcd refuses past 128 operations:
-// with 60 of each, the user could not be changed at all. Each ending here
+// with 60 of each, the user could not be changed at all (the test has 120). Each ending here
 // must now succeed, end every token at once (on this box and on another),
 // and leave no key of them behind after a sweep.
 func TestEndManySessions(t *testing.T) {
@@ -24,7 +24,7 @@ func TestEndManySessions(t *testing.T) {
 	setup := func(t *testing.T) (a, b *etcdstore.Store, u *auth.User, fams []*auth.Session, refs []*auth.Refresh, client *auth.Session) {
 		a, b = twoBoxes(t, c)
 		u = storetest.CreateUser(t, a, "integrator")
-		for range 60 {
+		for range 120 {
 			s, r := storetest.NewFamily(t, a, u.ID)
 			fams, refs = append(fams, s), append(refs, r)
 		}
@@ -91,7 +91,7 @@ func TestEndManySessions(t *testing.T) {
 			u.PasswordHash = "another hash"
 			return auth.AllAPIs, nil
 		}); err != nil {
-			t.Fatalf("password change of a user with 61 sessions and 60 refresh tokens: %v", err)
+			t.Fatalf("password change of a user with 121 sessions and 120 refresh tokens: %v", err)
 		}
 		ended(t, []*etcdstore.Store{a, b}, append(fams, client), refs)
 		swept(t, a, 0)
@@ -99,7 +99,7 @@ func TestEndManySessions(t *testing.T) {
 	t.Run("Delete", func(t *testing.T) {
 		a, b, u, fams, refs, client := setup(t)
 		if err := a.DeleteUser(ctx, u.ID); err != nil {
-			t.Fatalf("deleting a user with 61 sessions and 60 refresh tokens: %v", err)
+			t.Fatalf("deleting a user with 121 sessions and 120 refresh tokens: %v", err)
 		}
 		ended(t, []*etcdstore.Store{a, b}, append(fams, client), refs)
 		swept(t, a, 0)
@@ -109,7 +109,7 @@ func TestEndManySessions(t *testing.T) {
 		if _, err := a.UpdateUser(ctx, u.ID, func(u *auth.User) ([]auth.API, error) {
 			return []auth.API{auth.APIIntegration}, nil
 		}); err != nil {
-			t.Fatalf("withdrawing the integration API of a user with 60 of its sessions: %v", err)
+			t.Fatalf("withdrawing the integration API of a user with 120 of its sessions: %v", err)
 		}
 		ended(t, []*etcdstore.Store{a, b}, fams, refs)
 		if _, _, err := b.SessionByHash(ctx, client.TokenHash); err != nil {

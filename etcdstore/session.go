@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -446,9 +447,25 @@ func (s *Store) end(ctx context.Context, txn *etcd.TxnRequest, userID, rev int64
 		}
 		return nil
 	}
-	if len(ended) == len(sessions) {
-		txn.Success = append(txn.Success, delPrefix(s.userSessionsKey(userID)))
-	} else {
+	switch kept := len(sessions) - len(ended); {
+	case kept < len(ended):
+		// Range deletes around the few that stay (sessions of an API
+		// the user keeps): one more than those.
+		var keep [][]byte
+		for _, sess := range sessions {
+			if !e.Ends(sess) {
+				keep = append(keep, s.sessionKey(userID, sess.TokenHash))
+			}
+		}
+		slices.SortFunc(keep, bytes.Compare)
+		from := s.userSessionsKey(userID)
+		for _, k := range append(keep, etcd.PrefixEnd(from)) {
+			if bytes.Compare(from, k) < 0 {
+				txn.Success = append(txn.Success, etcd.Op{Delete: &etcd.DeleteRangeRequest{Key: from, RangeEnd: k}})
+			}
+			from = append(k[:len(k):len(k)], 0) // just after k
+		}
+	default:
 		for _, sess := range ended {
 			txn.Success = append(txn.Success, del(s.sessionKey(userID, sess.TokenHash)))
 		}
