@@ -196,9 +196,9 @@ type faConn struct {
 	// at first: like nginx, the server reads the clock once when a read
 	// returns and once when an answer is made, and uses those for
 	// deadlines, Date and durations.
-	clock time.Time
-	dateSec         int64     // the Unix second that date is of
-	date            []byte    // "Date: ...\r\n"
+	clock   time.Time
+	dateSec int64  // the Unix second that date is of
+	date    []byte // "Date: ...\r\n"
 
 	hdr     []byte // userHeader's last answer, for hdrUser and hdrAPI
 	hdrUser *auth.User
