@@ -79,7 +79,10 @@ type ForwardAuthServer struct {
 }
 
 // NewForwardAuthServer returns the server of the forward-auth listener
-// (--forward-auth-listen) for h (Handlers.ForwardAuth).
+// (--forward-auth-listen) for h (Handlers.ForwardAuth): plain HTTP, the
+// limits above and a long idle time. Only the proxy on the box connects,
+// with a pool of kept-alive connections, so limits on connections per
+// address do not belong here.
 func NewForwardAuthServer(h *ForwardAuth) *ForwardAuthServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &ForwardAuthServer{h: h, ctx: ctx, cancel: cancel,
