@@ -389,3 +389,35 @@ func TestForwardAuthServerShutdown(t *testing.T) {
 		t.Fatal("the socket still answers")
 	}
 }
+
+// TestForwardAuthServerMetrics: the checks the server answers itself count
+// in /metrics as the router's did, under the route's pattern.
+func TestForwardAuthServerMetrics(t *testing.T) {
+	l := newFAListener(t)
+	client := l.main.Client()
+	count := func() string {
+		t.Helper()
+		res, err := client.Get(l.main.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.HasPrefix(line, `vmsauth_http_requests_total{method="GET",route="/auth/verify",code="200"} `) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return "0"
+	}
+	before := count()
+	c := l.dial(t)
+	br := bufio.NewReader(c)
+	get := "GET /auth/verify HTTP/1.1\r\nHost: vmsauth\r\nAuthorization: Bearer " + l.token + "\r\n\r\n"
+	for range 3 {
+		faExchange(t, c, br, get)
+	}
+	if after := count(); before != "0" || after != "3" {
+		t.Fatalf("GET /auth/verify 200: %s before, %s after 3 checks", before, after)
+	}
+}
