@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -76,7 +75,7 @@ func lookupGroup(name string) (int, error) {
 
 // openForwardAuth opens the forward-auth listener, or returns nils when it
 // is off. where is its address as logged: http://ADDR or unix:PATH.
-func openForwardAuth(cfg *config, h http.Handler, log *slog.Logger) (_ *http.Server, _ net.Listener, where string, _ error) {
+func openForwardAuth(cfg *config, h *web.ForwardAuth, log *slog.Logger) (_ *web.ForwardAuthServer, _ net.Listener, where string, _ error) {
 	fa, err := cfg.forwardAuth()
 	if err != nil || fa == nil {
 		return nil, nil, "", err
@@ -91,7 +90,6 @@ func openForwardAuth(cfg *config, h http.Handler, log *slog.Logger) (_ *http.Ser
 		return nil, nil, "", fmt.Errorf("--forward-auth-listen %s: %w", cfg.ForwardAuthListen, err)
 	}
 	srv := web.NewForwardAuthServer(h)
-	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	where = "http://" + ln.Addr().String()
 	if fa.network == "unix" {
 		where = "unix:" + fa.address

@@ -84,7 +84,7 @@ type app struct {
 	fatal      *fatalStop
 	outage     everyMinute // the background's WARN lines while etcd is unavailable
 
-	servers []*http.Server
+	servers []stopper
 	serve   []func() error // one per server, run by Run
 	url     string
 	faURL   string // "": no forward-auth listener
@@ -331,7 +331,7 @@ func (a *app) listen(cfg *config, hs *web.Handlers) error {
 	}
 	a.url = fmt.Sprintf("%s://%s", scheme, ln.Addr())
 	log.Info("vmsauth listening", "url", a.url, "data", cfg.Data, "version", buildVersion())
-	a.servers = []*http.Server{srv}
+	a.servers = []stopper{srv}
 	if cfg.InsecureHTTP {
 		a.serve = []func() error{func() error { return srv.Serve(ln) }}
 	} else {
@@ -343,6 +343,13 @@ func (a *app) listen(cfg *config, hs *web.Handlers) error {
 		a.serve = append(a.serve, func() error { return faSrv.Serve(faLn) })
 	}
 	return nil
+}
+
+// stopper is a server Run shuts down: an http.Server, or the forward-auth
+// listener's own.
+type stopper interface {
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // onClose adds a step to Close.

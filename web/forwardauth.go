@@ -2,7 +2,6 @@ package web
 
 import (
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -19,7 +18,7 @@ import (
 
 // forwardAuthRouter serves /auth/verify and /healthz with the main router's
 // handlers, so that both listeners answer alike.
-func (s *server) forwardAuthRouter() http.Handler {
+func (s *server) forwardAuthRouter() *ForwardAuth {
 	r := gin.New()
 	// The peer is always the proxy on this box. Nothing here uses the client
 	// address, and X-Forwarded-For is believed from no one, so a header
@@ -35,7 +34,7 @@ func (s *server) forwardAuthRouter() http.Handler {
 	r.NoMethod(s.unrouted(faultMethod))
 	r.GET("/auth/verify", bodylessSuccess, s.verify)
 	r.GET("/healthz", s.healthz)
-	return r
+	return &ForwardAuth{s: s, router: r}
 }
 
 // bodylessSuccess sends verify's 2xx answer with an empty body
@@ -93,18 +92,3 @@ func (s *server) logForwardAuth(c *gin.Context) {
 // Traefik 90 s, Caddy 2 min), so the proxy closes an idle connection first
 // and never sends a subrequest on one vmsauth is closing.
 const forwardAuthIdle = 5 * time.Minute
-
-// NewForwardAuthServer wraps h (Handlers.ForwardAuth) for the forward-auth
-// listener: NewServer's timeouts with a longer idle time, and no TLS. Only
-// the proxy connects, with a pool of kept-alive connections, so limits on
-// connections per address do not belong here.
-func NewForwardAuthServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       forwardAuthIdle,
-		MaxHeaderBytes:    16 << 10,
-	}
-}

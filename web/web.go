@@ -99,7 +99,7 @@ type Handlers struct {
 	Main http.Handler
 	// ForwardAuth serves only /auth/verify and /healthz, for the
 	// plain-HTTP listener of the reverse proxy on the box itself.
-	ForwardAuth http.Handler
+	ForwardAuth *ForwardAuth
 }
 
 // NewHandlers returns both handlers.
@@ -304,8 +304,10 @@ func stringField(fields map[string]json.RawMessage, name string) (v string, pres
 }
 
 // bearer returns the token of an "Authorization: Bearer" header, or "".
-func bearer(c *gin.Context) string {
-	h := c.GetHeader("Authorization")
+func bearer(c *gin.Context) string { return bearerToken(c.GetHeader("Authorization")) }
+
+// bearerToken is the token of an Authorization header value, or "".
+func bearerToken(h string) string {
 	const prefix = "bearer "
 	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
 		return strings.TrimSpace(h[len(prefix):])

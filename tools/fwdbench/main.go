@@ -198,9 +198,18 @@ func measure(bin, transport string, d time.Duration, rounds, conns int) error {
 		for i := range rates[r.a] {
 			out = append(out, rates[r.a][i]/rates[r.b][i])
 		}
-		fmt.Printf("- %s: **%s**\n", r.what, span(out, "%.2f"))
+		fmt.Printf("- %s: **%s**, median %.2f\n", r.what, span(out, "%.2f"), median(out))
 	}
 	return nil
+}
+
+// median is the median of xs.
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // span formats the range of xs.
