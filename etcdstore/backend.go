@@ -125,7 +125,7 @@ func (s *Store) Sweep(now time.Time, keep time.Duration) (int, error) {
 			return err
 		}
 		// A touch still waiting on this box may have extended it.
-		s.touches.apply(s.touches.generation(), sess)
+		s.touches.Apply(s.touches.Generation(), sess)
 		if sess.ExpiresAt.Before(cut) {
 			sessions = append(sessions, dead{unchanged(kv.Key, kv), s.deleteSession(sess)})
 		}

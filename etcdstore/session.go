@@ -114,12 +114,12 @@ func (s *Store) SessionByHashShared(ctx context.Context, h auth.TokenHash) (*aut
 	}
 	s.startWatch()
 	for {
-		gen := s.touches.generation()
+		gen := s.touches.Generation()
 		sess, u, err := s.storedSession(ctx, h)
 		if err != nil {
 			return nil, nil, err
 		}
-		if s.touches.apply(gen, sess) {
+		if s.touches.Apply(gen, sess) {
 			return sess, u, nil
 		}
 	}
@@ -195,12 +195,12 @@ func (s *Store) readSession(ctx context.Context, h auth.TokenHash) (*auth.Sessio
 // Session returns a session by public id, or ErrSessionNotFound.
 func (s *Store) Session(ctx context.Context, id string) (*auth.Session, error) {
 	for {
-		gen := s.touches.generation()
+		gen := s.touches.Generation()
 		sess, _, _, err := s.sessionByID(ctx, id, 0)
 		if err != nil {
 			return nil, err
 		}
-		if s.touches.apply(gen, sess) {
+		if s.touches.Apply(gen, sess) {
 			return sess, nil
 		}
 	}
@@ -241,7 +241,7 @@ func (s *Store) UserSessions(ctx context.Context, userID int64) ([]*auth.Session
 func (s *Store) userSessions(ctx context.Context, userID int64, rev int64) ([]*auth.Session, error) {
 	var sessions []*auth.Session
 	for {
-		gen := s.touches.generation()
+		gen := s.touches.Generation()
 		kvs, _, err := s.list(ctx, s.userSessionsKey(userID), rev)
 		if err != nil {
 			return nil, err
@@ -254,7 +254,7 @@ func (s *Store) userSessions(ctx context.Context, userID int64, rev int64) ([]*a
 			}
 			sessions = append(sessions, sess)
 		}
-		if s.touches.apply(gen, sessions...) {
+		if s.touches.Apply(gen, sessions...) {
 			break
 		}
 	}

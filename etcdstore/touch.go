@@ -10,6 +10,7 @@ import (
 
 	"vmsauth/auth"
 	"vmsauth/etcd"
+	"vmsauth/internal/touchq"
 )
 
 // Activity (a session's last use, its extended expiry, its latest address)
@@ -34,97 +35,17 @@ const (
 	maxPendingTouches = 4096
 )
 
-type touch struct {
-	lastSeen, expires time.Time
-	ip                string // "" keeps the session's address
-}
-
-func (n touch) to(s *auth.Session) {
-	s.LastSeen, s.ExpiresAt = n.lastSeen, n.expires
-	if n.ip != "" {
-		s.IP = n.ip
-	}
-}
-
-// touches are the noted touches not yet written, by token hash. A read
-// notes the generation first, puts the waiting touch on top of what it
-// read, and reads again if a flush was written since (it may have dropped
-// the touch after the read).
+// touches are the noted touches not yet written (see touchq), and the
+// loop that flushes them.
 type touches struct {
-	mu      sync.RWMutex
-	gen     uint64
-	pending map[auth.TokenHash]touch
-	closed  bool
-
+	*touchq.Queue
 	start sync.Once
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 func newTouches() *touches {
-	return &touches{pending: map[auth.TokenHash]touch{}, stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-// note adds a touch of h; false when the queue is full or closed.
-func (t *touches) note(h auth.TokenHash, n touch) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	old, waiting := t.pending[h]
-	if t.closed || !waiting && len(t.pending) >= maxPendingTouches {
-		return false
-	}
-	if n.ip == "" {
-		n.ip = old.ip
-	}
-	t.pending[h] = n
-	return true
-}
-
-func (t *touches) generation() uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.gen
-}
-
-// apply gives each of ss its waiting touch; false when a flush was written
-// since gen and the read must be made again.
-func (t *touches) apply(gen uint64, ss ...*auth.Session) bool {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if t.gen != gen {
-		return false
-	}
-	for _, s := range ss {
-		if n, ok := t.pending[s.TokenHash]; ok {
-			n.to(s)
-		}
-	}
-	return true
-}
-
-func (t *touches) snapshot() map[auth.TokenHash]touch {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if len(t.pending) == 0 {
-		return nil
-	}
-	batch := make(map[auth.TokenHash]touch, len(t.pending))
-	for h, n := range t.pending {
-		batch[h] = n
-	}
-	return batch
-}
-
-// written drops the touches of batch not noted again since.
-func (t *touches) written(batch map[auth.TokenHash]touch) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.gen++
-	for h, n := range batch {
-		if t.pending[h] == n {
-			delete(t.pending, h)
-		}
-	}
+	return &touches{Queue: touchq.New(maxPendingTouches, 0), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // startTouches starts the flush loop on the first touch.
@@ -161,9 +82,7 @@ func (s *Store) touchLoop() {
 // closeTouches stops noting and the loop, and writes what waits.
 func (s *Store) closeTouches() error {
 	t := s.touches
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
+	t.Close()
 	t.start.Do(func() { close(t.done) }) // never started
 	close(t.stop)
 	<-t.done
@@ -179,23 +98,23 @@ func (s *Store) TouchSession(ctx context.Context, h auth.TokenHash, lastSeen, ex
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	n := touch{lastSeen: lastSeen, expires: expiresAt, ip: ip}
+	n := touchq.Touch{LastSeen: lastSeen, Expires: expiresAt, IP: ip}
 	s.startTouches()
-	if s.touches.note(h, n) {
+	if s.touches.Note(h, n) {
 		return nil
 	}
-	return s.writeTouches(ctx, map[auth.TokenHash]touch{h: n})
+	return s.writeTouches(ctx, map[auth.TokenHash]touchq.Touch{h: n})
 }
 
 // flushTouches writes every waiting touch, chunk by chunk; a chunk that
 // fails keeps its touches waiting.
 func (s *Store) flushTouches(ctx context.Context) error {
-	batch := s.touches.snapshot()
+	batch := s.touches.Snapshot()
 	if batch == nil {
 		return nil
 	}
 	var errs []error
-	chunk := make(map[auth.TokenHash]touch, min(touchChunk, len(batch)))
+	chunk := make(map[auth.TokenHash]touchq.Touch, min(touchChunk, len(batch)))
 	flush := func() {
 		if len(errs) > 0 && errors.Is(errs[0], auth.ErrUnavailable) || ctx.Err() != nil {
 			// etcd does not answer: each further chunk would wait its
@@ -203,9 +122,9 @@ func (s *Store) flushTouches(ctx context.Context) error {
 		} else if err := s.writeTouches(ctx, chunk); err != nil {
 			errs = append(errs, err)
 		} else {
-			s.touches.written(chunk)
+			s.touches.Written(chunk)
 		}
-		chunk = make(map[auth.TokenHash]touch, touchChunk)
+		chunk = make(map[auth.TokenHash]touchq.Touch, touchChunk)
 	}
 	for h, n := range batch {
 		chunk[h] = n
@@ -221,7 +140,7 @@ func (s *Store) flushTouches(ctx context.Context) error {
 
 // writeTouches writes at most touchChunk touches in one Txn guarded by
 // each session's mod revision, skipping sessions that ended.
-func (s *Store) writeTouches(ctx context.Context, batch map[auth.TokenHash]touch) error {
+func (s *Store) writeTouches(ctx context.Context, batch map[auth.TokenHash]touchq.Touch) error {
 	hashes := make([]auth.TokenHash, 0, len(batch))
 	for h := range batch {
 		hashes = append(hashes, h)
@@ -268,7 +187,7 @@ func (s *Store) writeTouches(ctx context.Context, batch map[auth.TokenHash]touch
 			if !ok {
 				continue
 			}
-			n.to(sess)
+			n.To(sess)
 			v, err := json.Marshal(sess)
 			if err != nil {
 				return nil, err

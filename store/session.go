@@ -90,7 +90,7 @@ func checkLimit(tx *bolt.Tx, s *auth.Session, opt auth.CreateOptions, pending *t
 	if err != nil {
 		return err
 	}
-	pending.applyInWrite(sessions...)
+	pending.ApplyInWrite(sessions...)
 	prune, err := auth.LimitSessions(s, sessions, opt)
 	if err != nil {
 		return err
@@ -123,12 +123,12 @@ func (db *DB) SessionByHash(ctx context.Context, h auth.TokenHash) (*auth.Sessio
 // copy, which was a third of the bytes a check allocated.
 func (db *DB) SessionByHashShared(_ context.Context, h auth.TokenHash) (*auth.Session, *auth.User, error) {
 	for {
-		gen := db.touches.generation()
+		gen := db.touches.Generation()
 		s, u, err := db.storedSession(h)
 		if err != nil {
 			return nil, nil, err
 		}
-		if db.touches.apply(gen, s) {
+		if db.touches.Apply(gen, s) {
 			return s, u, nil
 		}
 	}
@@ -167,12 +167,12 @@ func (db *DB) storedSession(h auth.TokenHash) (s *auth.Session, u *auth.User, er
 // Session returns a session by public id, or ErrSessionNotFound.
 func (db *DB) Session(_ context.Context, id string) (s *auth.Session, err error) {
 	for {
-		gen := db.touches.generation()
+		gen := db.touches.Generation()
 		err = db.view(func(tx *bolt.Tx) error {
 			s, err = session(tx, id)
 			return err
 		})
-		if err != nil || db.touches.apply(gen, s) {
+		if err != nil || db.touches.Apply(gen, s) {
 			return s, err
 		}
 	}
@@ -181,12 +181,12 @@ func (db *DB) Session(_ context.Context, id string) (s *auth.Session, err error)
 // UserSessions returns the user's sessions, live or not, oldest first.
 func (db *DB) UserSessions(_ context.Context, userID int64) (sessions []*auth.Session, err error) {
 	for {
-		gen := db.touches.generation()
+		gen := db.touches.Generation()
 		err = db.view(func(tx *bolt.Tx) error {
 			sessions, err = userSessions(tx, userID)
 			return err
 		})
-		if err != nil || db.touches.apply(gen, sessions...) {
+		if err != nil || db.touches.Apply(gen, sessions...) {
 			return sessions, err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"vmsauth/auth"
+	"vmsauth/internal/touchq"
 )
 
 // Activity (a session's last use, its extended expiry, its latest address)
@@ -32,26 +33,10 @@ const (
 	maxPendingTouches = 4 * touchFlushAt
 )
 
-// touch is what a check noted of a session's use.
-type touch struct {
-	lastSeen, expires time.Time
-	ip                string // "" keeps the session's address
-}
-
-// touches are the noted touches not yet written, by token hash.
-//
-// A read of a session takes the file's state and puts the waiting touch on
-// top. A flush can write a touch and drop it from the queue while a read is
-// between the two, which would then see neither; so reads note the
-// generation first and read again if a flush has been written since (once
-// a second at most).
+// touches are the noted touches not yet written (see touchq), and the
+// loop that flushes them.
 type touches struct {
-	mu      sync.RWMutex
-	gen     uint64
-	pending map[auth.TokenHash]touch
-	closed  bool // no more noting: Close has taken, or is taking, the last flush
-
-	kick    chan struct{}
+	*touchq.Queue
 	stop    chan struct{}
 	done    chan struct{}
 	stopped sync.Once
@@ -59,106 +44,9 @@ type touches struct {
 
 func newTouches() *touches {
 	return &touches{
-		pending: make(map[auth.TokenHash]touch),
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-	}
-}
-
-// note adds a touch of h, merged with one already waiting. It returns false
-// when the queue is full and h is not in it, or closed: the caller writes it
-// itself.
-func (t *touches) note(h auth.TokenHash, n touch) bool {
-	t.mu.Lock()
-	old, waiting := t.pending[h]
-	if t.closed || !waiting && len(t.pending) >= maxPendingTouches {
-		t.mu.Unlock()
-		return false
-	}
-	if n.ip == "" {
-		n.ip = old.ip
-	}
-	t.pending[h] = n
-	full := len(t.pending) >= touchFlushAt
-	t.mu.Unlock()
-	if full {
-		select {
-		case t.kick <- struct{}{}:
-		default:
-		}
-	}
-	return true
-}
-
-// generation is what a read must note before it reads the file.
-func (t *touches) generation() uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.gen
-}
-
-// apply gives each of ss the touch waiting for it, if any, and reports
-// whether that is the whole truth: false if a flush has been written since
-// gen, and the read must be made again.
-func (t *touches) apply(gen uint64, ss ...*auth.Session) bool {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if t.gen != gen {
-		return false
-	}
-	t.applyLocked(ss)
-	return true
-}
-
-// applyInWrite is apply for reads in a write transaction: flushes are write
-// transactions too, so none can commit during it, and a touch a flush has
-// dropped is in the file it reads.
-func (t *touches) applyInWrite(ss ...*auth.Session) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	t.applyLocked(ss)
-}
-
-func (t *touches) applyLocked(ss []*auth.Session) {
-	for _, s := range ss {
-		if n, ok := t.pending[s.TokenHash]; ok {
-			n.to(s)
-		}
-	}
-}
-
-func (n touch) to(s *auth.Session) {
-	s.LastSeen, s.ExpiresAt = n.lastSeen, n.expires
-	if n.ip != "" {
-		s.IP = n.ip
-	}
-}
-
-// snapshot copies the waiting touches, leaving them waiting (and so seen by
-// reads) until written.
-func (t *touches) snapshot() map[auth.TokenHash]touch {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if len(t.pending) == 0 {
-		return nil
-	}
-	batch := make(map[auth.TokenHash]touch, len(t.pending))
-	for h, n := range t.pending {
-		batch[h] = n
-	}
-	return batch
-}
-
-// written drops the touches of batch that have not been noted again since.
-func (t *touches) written(batch map[auth.TokenHash]touch) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.gen++
-	for h, n := range batch {
-		if t.pending[h] == n {
-			delete(t.pending, h)
-		}
+		Queue: touchq.New(maxPendingTouches, touchFlushAt),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
 	}
 }
 
@@ -173,7 +61,7 @@ func (t *touches) loop(db *DB) {
 		case <-t.stop:
 			return
 		case <-tick.C:
-		case <-t.kick:
+		case <-t.Kick():
 		}
 		// A failed flush keeps its touches for the next; a failing disk
 		// fills the queue, and then touches are written one by one, where
@@ -185,9 +73,7 @@ func (t *touches) loop(db *DB) {
 // close stops noting and the loop, and waits for the loop: what waits then
 // is all there will be for the last flush. It may run more than once.
 func (t *touches) close() {
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
+	t.Close()
 	t.stopLoop()
 }
 
@@ -201,24 +87,24 @@ func (t *touches) stopLoop() {
 // touch is written within a second (see touches), and every read sees it
 // at once.
 func (db *DB) TouchSession(_ context.Context, h auth.TokenHash, lastSeen, expiresAt time.Time, ip string) error {
-	n := touch{lastSeen: lastSeen, expires: expiresAt, ip: ip}
-	if db.touches.note(h, n) {
+	n := touchq.Touch{LastSeen: lastSeen, Expires: expiresAt, IP: ip}
+	if db.touches.Note(h, n) {
 		return nil
 	}
-	return db.writeTouches(map[auth.TokenHash]touch{h: n})
+	return db.writeTouches(map[auth.TokenHash]touchq.Touch{h: n})
 }
 
 // flushTouches writes every waiting touch in one transaction. A flush
 // reads as many pages as a thousand cache misses, so like a scan it gives
 // the map back after (see release.go).
 func (db *DB) flushTouches() error {
-	batch := db.touches.snapshot()
+	batch := db.touches.Snapshot()
 	if batch == nil {
 		return nil
 	}
 	err := db.writeTouches(batch)
 	if err == nil {
-		db.touches.written(batch)
+		db.touches.Written(batch)
 	}
 	_ = db.releaseMapped()
 	return err
@@ -226,7 +112,7 @@ func (db *DB) flushTouches() error {
 
 // writeTouches writes batch, skipping sessions that have ended meanwhile,
 // and forgets their cached copies once committed.
-func (db *DB) writeTouches(batch map[auth.TokenHash]touch) error {
+func (db *DB) writeTouches(batch map[auth.TokenHash]touchq.Touch) error {
 	hashes := make([]auth.TokenHash, 0, len(batch))
 	err := db.update(func(tx *bolt.Tx) error {
 		states := tx.Bucket(bucketSessionState)
@@ -239,7 +125,7 @@ func (db *DB) writeTouches(batch map[auth.TokenHash]touch) error {
 			if err != nil {
 				return err
 			}
-			n.to(&s)
+			n.To(&s)
 			state, err := encodeState(&s)
 			if err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"vmsauth/auth"
+	"vmsauth/internal/touchq"
 )
 
 // TestTouchesReadAcrossFlush plays the race a read can lose: it notes the
@@ -23,30 +24,30 @@ func TestTouchesReadAcrossFlush(t *testing.T) {
 	ts := newTouches()
 	h := auth.TokenHash{7}
 	then := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	n := touch{lastSeen: then.Add(time.Minute), expires: then.Add(time.Hour), ip: "198.51.100.4"}
-	if !ts.note(h, n) {
+	n := touchq.Touch{LastSeen: then.Add(time.Minute), Expires: then.Add(time.Hour), IP: "198.51.100.4"}
+	if !ts.Note(h, n) {
 		t.Fatal("an empty queue refused a touch")
 	}
 
-	gen := ts.generation()
+	gen := ts.Generation()
 	s := &auth.Session{TokenHash: h, LastSeen: then, ExpiresAt: then.Add(time.Minute), ClientMeta: auth.ClientMeta{IP: "192.0.2.1"}} // as read
-	ts.written(ts.snapshot())                                                                                                        // the flush lands
-	if ts.apply(gen, s) {
+	ts.Written(ts.Snapshot())                                                                                                        // the flush lands
+	if ts.Apply(gen, s) {
 		t.Fatal("a read across a flush was taken as the whole truth")
 	}
 
-	if !ts.note(h, touch{lastSeen: n.lastSeen.Add(time.Minute), expires: n.expires}) {
+	if !ts.Note(h, touchq.Touch{LastSeen: n.LastSeen.Add(time.Minute), Expires: n.Expires}) {
 		t.Fatal("note refused")
 	}
-	if !ts.apply(ts.generation(), s) || !s.LastSeen.Equal(n.lastSeen.Add(time.Minute)) || s.IP != "192.0.2.1" {
+	if !ts.Apply(ts.Generation(), s) || !s.LastSeen.Equal(n.LastSeen.Add(time.Minute)) || s.IP != "192.0.2.1" {
 		t.Fatalf("a waiting touch without an address: %+v; the session's address must stay", s)
 	}
 
 	// A touch noted again while its flush runs stays queued.
-	batch := ts.snapshot()
-	ts.note(h, touch{lastSeen: n.lastSeen.Add(2 * time.Minute), expires: n.expires})
-	ts.written(batch)
-	if len(ts.pending) != 1 {
+	batch := ts.Snapshot()
+	ts.Note(h, touchq.Touch{LastSeen: n.LastSeen.Add(2 * time.Minute), Expires: n.Expires})
+	ts.Written(batch)
+	if ts.Len() != 1 {
 		t.Fatal("a flush dropped a touch noted after it began")
 	}
 }
@@ -75,15 +76,15 @@ func TestTouchQueueFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(db.touches.pending) != maxPendingTouches {
-		t.Fatalf("%d touches queued, want %d", len(db.touches.pending), maxPendingTouches)
+	if db.touches.Len() != maxPendingTouches {
+		t.Fatalf("%d touches queued, want %d", db.touches.Len(), maxPendingTouches)
 	}
 
 	seen := now.Add(time.Hour)
 	if err := db.TouchSession(t.Context(), s.TokenHash, seen, seen.Add(time.Hour), "198.51.100.8"); err != nil {
 		t.Fatal(err)
 	}
-	if len(db.touches.pending) != maxPendingTouches {
+	if db.touches.Len() != maxPendingTouches {
 		t.Fatal("a full queue grew")
 	}
 	err = db.bolt.View(func(tx *bolt.Tx) error {
@@ -103,8 +104,8 @@ func TestTouchQueueFull(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if len(db.touches.pending) != 0 {
-		t.Fatalf("Close left %d touches unwritten", len(db.touches.pending))
+	if db.touches.Len() != 0 {
+		t.Fatalf("Close left %d touches unwritten", db.touches.Len())
 	}
 }
 
@@ -207,7 +208,7 @@ func TestTouchesUnderLoad(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if db.touches.generation() == 0 {
+	if db.touches.Generation() == 0 {
 		t.Fatal("no flush ran among the reads; the test shows nothing of their race")
 	}
 	if err := db.Close(); err != nil {
