@@ -96,7 +96,9 @@ func TestSiteNoMajority(t *testing.T) {
 	token, _ := body["access_token"].(string)
 	c.Kill(1)
 	c.Kill(2)
-	// A token check reads etcd too (no cache yet): 503, not 401 or 500.
+	// A token this box never checked is not in its cache, so the check
+	// reads etcd: 503, not 401 or 500 (TestSiteNoMajorityStaleGrace has
+	// the cached case).
 	if got := request(t, client, http.MethodGet, urlA+"/api/v1/users/self", token); got != http.StatusServiceUnavailable {
 		t.Fatalf("token check without a majority: %d, want 503", got)
 	}
