@@ -103,6 +103,13 @@ func (s *Store) TouchSession(ctx context.Context, h auth.TokenHash, lastSeen, ex
 	if s.touches.Note(h, n) {
 		return nil
 	}
+	// The queue is full: an outage keeps it from being flushed. A token
+	// check answered from the cache within the stale grace must not wait
+	// a whole timeout for a write that will fail too; the touch is lost
+	// (a session looks unused a little longer).
+	if err := s.Health(ctx); err != nil {
+		return err
+	}
 	return s.writeTouches(ctx, map[auth.TokenHash]touchq.Touch{h: n})
 }
 
