@@ -12,7 +12,10 @@ import (
 	"vmsauth/etcd"
 )
 
-var _ auth.SharedCounters = (*Shared)(nil)
+var (
+	_ auth.SharedCounters = (*Shared)(nil)
+	_ auth.SharedPairs    = (*Shared)(nil)
+)
 
 // Update is auth.SharedCounters on etcd: a compare-and-swap of t/<key>,
 // tried again when another box wrote the key in between. A write carries a
@@ -22,19 +25,46 @@ var _ auth.SharedCounters = (*Shared)(nil)
 // client keys its own Window admitted (at most its MaxCounters at once),
 // and each login key came with one of them.
 //
-// A login costs three Updates (its client key, its login, and the take-back
-// of a success), on the same two keys this box wrote last almost always: a
-// client logs in on one box. So the swap is tried first on what this box
-// last knew of the key (what it wrote, or that it is absent), without
-// reading it: the compare on its mod revision makes a stale guess fail
-// rather than count wrongly, and the failed Txn returns the key as it is,
-// which the next try starts from. A right guess costs one round trip
-// instead of a read and a write; a wrong one costs the same two as a read
-// first. Only a refusal (fn asks for no write) is never taken from a
-// guess: it is read again and judged on what etcd holds.
+// A login costs etcd two swaps (its client key and login together, see
+// UpdatePair, then the take-back of a success), on keys this box wrote
+// last almost always: a client logs in on one box. So a swap is tried
+// first on what this box last knew of its keys (what it wrote, or that a
+// key is absent), without reading them: the compares on their mod
+// revisions make a stale guess fail rather than count wrongly, and the
+// failed Txn returns the keys as they are, which the next try starts from.
+// A right guess costs one round trip instead of a read and a write; a
+// wrong one costs the same two as a read first. Only a refusal or nothing
+// to do (fn asks for no write) is never taken from a guess: the keys are
+// read again and judged on what etcd holds.
 func (sh *Shared) Update(ctx context.Context, key string, keep time.Duration, fn func([]int64) ([]int64, bool)) error {
-	k := sh.s.key("t/", key)
-	cur := sh.known(key)
+	return sh.update(ctx, []string{key}, keep, func(hits [][]int64) ([][]int64, []bool) {
+		next, write := fn(hits[0])
+		return [][]int64{next}, []bool{write}
+	})
+}
+
+// UpdatePair is auth.SharedPairs on etcd: Update of two keys in one Txn
+// that compares and writes both.
+func (sh *Shared) UpdatePair(ctx context.Context, keys [2]string, keep time.Duration, fn func([2][]int64) ([2][]int64, [2]bool)) error {
+	return sh.update(ctx, keys[:], keep, func(hits [][]int64) ([][]int64, []bool) {
+		next, write := fn([2][]int64{hits[0], hits[1]})
+		return next[:], write[:]
+	})
+}
+
+// update is Update of one or more distinct keys.
+func (sh *Shared) update(ctx context.Context, keys []string, keep time.Duration, fn func([][]int64) ([][]int64, []bool)) error {
+	ks := make([][]byte, len(keys))
+	cur := make([]counter, len(keys))
+	for i, key := range keys {
+		ks[i], cur[i] = sh.s.key("t/", key), sh.known(key)
+	}
+	forget := func() {
+		for _, key := range keys {
+			sh.forget(key)
+		}
+	}
+	hits := make([][]int64, len(keys))
 	fresh := false    // cur is what etcd answered within this call
 	collided := false // the last Txn lost to another box's write
 	for try := 0; try < maxTries; try++ {
@@ -47,60 +77,71 @@ func (sh *Shared) Update(ctx context.Context, key string, keep time.Duration, fn
 			case <-time.After(d):
 			}
 		}
-		next, write := fn(cur.hits)
-		if !write || len(next) == 0 && cur.rev == 0 {
+		for i := range cur {
+			hits[i] = cur[i].hits
+		}
+		next, write := fn(hits)
+		var cmp []etcd.Compare
+		var ops []etcd.Op
+		var failure []etcd.Op
+		for i, k := range ks {
+			// Every key is compared, written or not: fn judged them
+			// all on what it was given.
+			if cur[i].rev == 0 {
+				cmp = append(cmp, etcd.CompareVersion(k, etcd.Equal, 0))
+			} else {
+				cmp = append(cmp, etcd.CompareModRevision(k, etcd.Equal, cur[i].rev))
+			}
+			// When a compare fails, the keys as they are now, to try
+			// again on.
+			failure = append(failure, etcd.Op{Range: &etcd.RangeRequest{Key: k}})
+			switch {
+			case !write[i] || len(next[i]) == 0 && cur[i].rev == 0:
+			case len(next[i]) == 0:
+				ops = append(ops, del(k))
+			default:
+				ops = append(ops, etcd.Op{Put: &etcd.PutRequest{Key: k, Value: encodeHits(next[i])}})
+			}
+		}
+		if len(ops) == 0 {
 			if fresh {
 				return nil
 			}
 			// A guess: read before refusing or doing nothing.
-			kv, _, err := sh.s.get(ctx, k, 0)
+			resp, err := sh.s.txn(ctx, etcd.TxnRequest{Success: failure})
 			if err != nil {
-				sh.forget(key)
+				forget()
 				return err
 			}
-			if cur, err = counterOf(k, kv); err != nil {
-				sh.forget(key)
+			if err := countersOf(ks, resp, cur); err != nil {
+				forget()
 				return err
 			}
 			fresh, collided = true, false
 			continue
 		}
-		cmp := []etcd.Compare{etcd.CompareVersion(k, etcd.Equal, 0)}
-		if cur.rev != 0 {
-			cmp = []etcd.Compare{etcd.CompareModRevision(k, etcd.Equal, cur.rev)}
-		}
-		// When the compare fails, the key as it is now, to try again on.
-		failure := []etcd.Op{{Range: &etcd.RangeRequest{Key: k}}}
-		var (
-			resp *etcd.TxnResponse
-			err  error
-		)
-		if len(next) == 0 {
-			resp, err = sh.s.txn(ctx, etcd.TxnRequest{Compare: cmp, Success: []etcd.Op{del(k)}, Failure: failure})
-		} else {
-			resp, err = sh.putLeased(ctx, cmp, failure, k, encodeHits(next), time.Now().Add(keep))
-		}
+		resp, err := sh.leasedTxn(ctx, cmp, ops, failure, time.Now().Add(keep))
 		// A lost answer is not tried again: fn's count may have gone
 		// through, and a second run would count it twice. The request is
 		// refused as during an outage.
 		if err != nil {
-			sh.forget(key)
+			forget()
 			return err
 		}
 		if resp.Succeeded {
-			if len(next) == 0 {
-				sh.remember(key, counter{})
-			} else {
-				sh.remember(key, counter{rev: resp.Header.Revision, hits: next})
+			for i, key := range keys {
+				if write[i] {
+					if len(next[i]) == 0 {
+						sh.remember(key, counter{})
+					} else {
+						sh.remember(key, counter{rev: resp.Header.Revision, hits: next[i]})
+					}
+				}
 			}
 			return nil
 		}
-		var kv *etcd.KeyValue
-		if len(resp.Responses) == 1 && resp.Responses[0].Range != nil && len(resp.Responses[0].Range.KVs) == 1 {
-			kv = &resp.Responses[0].Range.KVs[0]
-		}
-		if cur, err = counterOf(k, kv); err != nil {
-			sh.forget(key)
+		if err := countersOf(ks, resp, cur); err != nil {
+			forget()
 			return err
 		}
 		// Against a guess, not a collision: only this box's knowledge
@@ -108,8 +149,38 @@ func (sh *Shared) Update(ctx context.Context, key string, keep time.Duration, fn
 		collided = fresh
 		fresh = true
 	}
-	sh.forget(key)
+	forget()
 	return ErrContention
+}
+
+// leasedTxn runs ops when the compares hold, else failure; the puts in ops
+// carry a shared lease lasting until until, and a lease that vanished is
+// replaced once.
+func (sh *Shared) leasedTxn(ctx context.Context, cmp []etcd.Compare, ops, failure []etcd.Op, until time.Time) (*etcd.TxnResponse, error) {
+	puts := false
+	for _, op := range ops {
+		puts = puts || op.Put != nil
+	}
+	for try := 0; ; try++ {
+		var id int64
+		if puts {
+			var err error
+			if id, err = sh.lease(ctx, until); err != nil {
+				return nil, err
+			}
+			for _, op := range ops {
+				if op.Put != nil {
+					op.Put.Lease = id
+				}
+			}
+		}
+		resp, err := sh.s.txn(ctx, etcd.TxnRequest{Compare: cmp, Success: ops, Failure: failure})
+		if errors.Is(err, etcd.ErrLeaseNotFound) && try == 0 {
+			sh.leaseGone(id)
+			continue
+		}
+		return resp, err
+	}
 }
 
 // counter is what a box knows of a shared counter: its mod revision (0
@@ -119,15 +190,28 @@ type counter struct {
 	hits []int64
 }
 
-func counterOf(k []byte, kv *etcd.KeyValue) (counter, error) {
-	if kv == nil {
-		return counter{}, nil
+// countersOf sets cur to the keys ks as resp's ranges (one per key, in
+// order) read them.
+func countersOf(ks [][]byte, resp *etcd.TxnResponse, cur []counter) error {
+	if len(resp.Responses) != len(ks) {
+		return fmt.Errorf("throttle counters: %d ranges answered for %d keys", len(resp.Responses), len(ks))
 	}
-	hits, err := decodeHits(kv.Value)
-	if err != nil {
-		return counter{}, fmt.Errorf("throttle counter %s: %w", k, err)
+	for i, k := range ks {
+		r := resp.Responses[i].Range
+		if r == nil {
+			return fmt.Errorf("throttle counter %s: no range answered", k)
+		}
+		if len(r.KVs) == 0 {
+			cur[i] = counter{}
+			continue
+		}
+		hits, err := decodeHits(r.KVs[0].Value)
+		if err != nil {
+			return fmt.Errorf("throttle counter %s: %w", k, err)
+		}
+		cur[i] = counter{rev: r.KVs[0].ModRevision, hits: hits}
 	}
-	return counter{rev: kv.ModRevision, hits: hits}, nil
+	return nil
 }
 
 // maxKnown bounds the counters a box remembers it wrote. A counter it
