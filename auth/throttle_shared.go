@@ -26,6 +26,18 @@ type SharedCounters interface {
 	Update(ctx context.Context, key string, keep time.Duration, fn func(hits []int64) (next []int64, write bool)) error
 }
 
+// SharedPairs is SharedCounters that can also update two keys in one
+// atomic step: an attempt's client key and login, counted together in one
+// round trip to the site rather than one each.
+type SharedPairs interface {
+	SharedCounters
+	// UpdatePair is Update of two distinct keys at once: fn gets both
+	// keys' event times and says what to write to each; the writes of
+	// both happen at once, and only if neither key changed since fn saw
+	// them, else fn runs again on what they hold.
+	UpdatePair(ctx context.Context, keys [2]string, keep time.Duration, fn func(hits [2][]int64) (next [2][]int64, write [2]bool)) error
+}
+
 // undoTimeout bounds the shared take-back of an attempt that was not a
 // failure. It runs before the answer, with no request context of its own,
 // and also after a login that failed because etcd is out: short, so that
@@ -59,10 +71,19 @@ const undoTimeout = 2 * time.Second
 // client key (a single box counts it only once the login passed). Without
 // this, requests at a locked login would cost etcd reads with nothing to
 // bound them.
+//
+// On a backend that counts two keys at once (SharedPairs), the login is
+// looked up first and both keys are counted in one step (beginPair): the
+// same rules, at one round trip to the site instead of two.
 func (t *Throttle) beginShared(ctx context.Context, ip, ipKey, login string) (Decision, *Attempt) {
 	d, at := t.ip.take(ipKey, ipKey, ip, true)
 	if !d.Allowed {
 		return d, nil
+	}
+	if login != "" {
+		if p, ok := t.shared.(SharedPairs); ok {
+			return t.beginPair(ctx, p, ip, ipKey, login, at)
+		}
 	}
 	if d = t.takeShared(ctx, t.ip, "ip/"+ipKey, ipKey, ipKey, ip, at); !d.Allowed {
 		return d, nil
@@ -87,22 +108,71 @@ func (t *Throttle) beginShared(ctx context.Context, ip, ipKey, login string) (De
 // tallied in w as the box's own, so each box logs and audits its own first
 // refusal of a lock, and counts the rest for its summary.
 func (t *Throttle) takeShared(ctx context.Context, w *Window, skey, key, label, ip string, now int64) Decision {
-	reserved := w == t.ip
 	var (
 		d    Decision
 		site []int64
 	)
 	err := t.shared.Update(ctx, skey, time.Duration(w.window), func(hits []int64) ([]int64, bool) {
-		site, d = judge(hits, now, w.window, w.limit, w.kind)
-		if !d.Allowed {
-			return nil, false
-		}
-		// Boxes' clocks differ a little: keep the times in order.
-		i, _ := slices.BinarySearch(site, now)
-		site = slices.Insert(slices.Clone(site), i, now)
-		d.Remaining--
-		return site, true
+		var next []int64
+		site, d, next = w.count(hits, now)
+		return next, d.Allowed
 	})
+	return t.settle(w, key, label, ip, now, site, d, err)
+}
+
+// beginPair is the rest of beginShared on a backend that counts two keys
+// at once: the login is looked up first, and its client key and login are
+// judged and counted in one step, as takeShared would one after the
+// other. A client the site refuses thus costs one lookup; its box's
+// Window then holds the site's events and refuses it without asking.
+func (t *Throttle) beginPair(ctx context.Context, p SharedPairs, ip, ipKey, login string, at int64) (Decision, *Attempt) {
+	key, err := t.loginKey(ctx, login)
+	if err != nil {
+		t.ip.Undo(ipKey, at)
+		return Decision{Limit: t.login.limit, Kind: "login", Err: err}, nil
+	}
+	var (
+		d, ld          Decision
+		ipSite, lgSite []int64
+		judged         bool // the login was judged: the client key let it through
+	)
+	keys := [2]string{"ip/" + ipKey, "login/" + key}
+	err = p.UpdatePair(ctx, keys, time.Duration(t.ip.window), func(hits [2][]int64) ([2][]int64, [2]bool) {
+		var next [2][]int64
+		ipSite, d, next[0] = t.ip.count(hits[0], at)
+		if judged = d.Allowed; !judged {
+			return next, [2]bool{}
+		}
+		lgSite, ld, next[1] = t.login.count(hits[1], at)
+		return next, [2]bool{true, ld.Allowed}
+	})
+	if d = t.settle(t.ip, ipKey, ipKey, ip, at, ipSite, d, err); !d.Allowed || !judged {
+		return d, nil
+	}
+	if ld = t.settle(t.login, key, login, ip, at, lgSite, ld, nil); !ld.Allowed {
+		return ld, nil
+	}
+	return d, &Attempt{w: t.login, key: key, at: at, shared: t.shared}
+}
+
+// count judges the site's events hits of one of w's keys at now, and
+// when allowed returns them with the event at now added.
+func (w *Window) count(hits []int64, now int64) (site []int64, d Decision, next []int64) {
+	site, d = judge(hits, now, w.window, w.limit, w.kind)
+	if !d.Allowed {
+		return site, d, nil
+	}
+	// Boxes' clocks differ a little: keep the times in order.
+	i, _ := slices.BinarySearch(site, now)
+	next = slices.Insert(slices.Clone(site), i, now)
+	d.Remaining--
+	return site, d, next
+}
+
+// settle brings what the site said of key (its events site and decision
+// d, or err) into the box's Window w; see takeShared.
+func (t *Throttle) settle(w *Window, key, label, ip string, now int64, site []int64, d Decision, err error) Decision {
+	reserved := w == t.ip
 	if err != nil {
 		if reserved {
 			w.Undo(key, now)

@@ -26,7 +26,7 @@ func (sh *Shared) Use(id string, expires time.Time) (bool, error) {
 	k := sh.s.key("c/", hex.EncodeToString([]byte(id)))
 	// A lost answer is an error, not a retry: the captcha may be used
 	// already, and the client draws another.
-	resp, err := sh.putLeased(ctx, []etcd.Compare{etcd.CompareVersion(k, etcd.Equal, 0)}, k, []byte{1}, expires)
+	resp, err := sh.putLeased(ctx, []etcd.Compare{etcd.CompareVersion(k, etcd.Equal, 0)}, nil, k, []byte{1}, expires)
 	if err != nil {
 		return false, err
 	}
@@ -53,7 +53,7 @@ func (g Graces) Grant(key, login string, expires time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), captchaTimeout)
 	defer cancel()
 	v := binary.BigEndian.AppendUint64(nil, uint64(expires.UnixMilli()))
-	_, err := g.sh.putLeased(ctx, nil, g.key(key), append(v, login...), expires)
+	_, err := g.sh.putLeased(ctx, nil, nil, g.key(key), append(v, login...), expires)
 	return err
 }
 

@@ -32,7 +32,7 @@ func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, opt auth.
 				return nil, err
 			}
 		}
-		u, ukv, rev, err := s.user(ctx, sess.UserID, 0)
+		u, ukv, rev, sessions, err := s.userForSession(ctx, sess.UserID, opt.CountsSessions())
 		if err != nil {
 			return nil, err
 		}
@@ -54,10 +54,6 @@ func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, opt auth.
 			txn.Success = append(txn.Success, s.deleteSession(old)...)
 		}
 		if opt.CountsSessions() {
-			sessions, err := s.userSessions(ctx, sess.UserID, rev)
-			if err != nil {
-				return nil, err
-			}
 			prune, err := auth.LimitSessions(sess, sessions, opt)
 			if err != nil {
 				return nil, err
@@ -82,6 +78,62 @@ func (s *Store) CreateSession(ctx context.Context, sess *auth.Session, opt auth.
 		return txn, nil
 	})
 	return err
+}
+
+// userForSession reads the user a session is created for and, with
+// sessions, their sessions at the same revision (as userSessions), in one
+// read-only Txn: a login's one round trip to etcd for both rather than two.
+func (s *Store) userForSession(ctx context.Context, userID int64, sessions bool) (*auth.User, *etcd.KeyValue, int64, []*auth.Session, error) {
+	if !sessions {
+		u, kv, rev, err := s.user(ctx, userID, 0)
+		return u, kv, rev, nil, err
+	}
+	if s.closed.Load() {
+		return nil, nil, 0, nil, ErrClosed
+	}
+	gen := s.touches.Generation()
+	prefix := s.userSessionsKey(userID)
+	resp, err := s.c.Txn(ctx, etcd.TxnRequest{Success: []etcd.Op{
+		{Range: &etcd.RangeRequest{Key: s.userKey(userID)}},
+		{Range: &etcd.RangeRequest{Key: prefix, RangeEnd: etcd.PrefixEnd(prefix)}},
+	}})
+	if err != nil {
+		return nil, nil, 0, nil, unavailable(err)
+	}
+	rev := resp.Header.Revision
+	if len(resp.Responses) != 2 || resp.Responses[0].Range == nil || resp.Responses[1].Range == nil {
+		return nil, nil, 0, nil, errors.New("etcdstore: a read of a user and their sessions answered no ranges")
+	}
+	ukvs := resp.Responses[0].Range.KVs
+	if len(ukvs) == 0 {
+		return nil, nil, rev, nil, auth.ErrUserNotFound
+	}
+	u, err := decodeUser(&ukvs[0])
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	kvs := resp.Responses[1].Range.KVs
+	list := make([]*auth.Session, 0, len(kvs))
+	for i := range kvs {
+		sess, err := decodeSession(&kvs[i])
+		if err != nil {
+			return nil, nil, 0, nil, err
+		}
+		list = append(list, sess)
+	}
+	if !s.touches.Apply(gen, list...) {
+		// A flush of touches was written since: read them again as
+		// userSessions does.
+		list, err = s.userSessions(ctx, userID, rev)
+		if err != nil {
+			return nil, nil, 0, nil, err
+		}
+		return u, &ukvs[0], rev, list, nil
+	}
+	slices.SortFunc(list, func(a, b *auth.Session) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return u, &ukvs[0], rev, list, nil
 }
 
 // SessionByHash returns the session whose token hashes to h with its user,

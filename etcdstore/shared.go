@@ -39,6 +39,9 @@ type Shared struct {
 	granting    chan struct{} // closed when the grant under way ends; nil if none
 	grantErr    error         // the last grant's failure, returned until grantErrEnd
 	grantErrEnd time.Time
+
+	cmu      sync.Mutex
+	counters map[string]counter // what this box last wrote to throttle keys (see Update)
 }
 
 // NewShared returns the shared keys of the site s serves.
@@ -134,14 +137,14 @@ func (sh *Shared) leaseGone(id int64) {
 }
 
 // putLeased writes key with a shared lease lasting until until, when the
-// compares hold; a lease that vanished is replaced once.
-func (sh *Shared) putLeased(ctx context.Context, cmp []etcd.Compare, key, value []byte, until time.Time) (*etcd.TxnResponse, error) {
+// compares hold (else runs failure); a lease that vanished is replaced once.
+func (sh *Shared) putLeased(ctx context.Context, cmp []etcd.Compare, failure []etcd.Op, key, value []byte, until time.Time) (*etcd.TxnResponse, error) {
 	for try := 0; ; try++ {
 		id, err := sh.lease(ctx, until)
 		if err != nil {
 			return nil, err
 		}
-		resp, err := sh.s.txn(ctx, etcd.TxnRequest{Compare: cmp,
+		resp, err := sh.s.txn(ctx, etcd.TxnRequest{Compare: cmp, Failure: failure,
 			Success: []etcd.Op{{Put: &etcd.PutRequest{Key: key, Value: value, Lease: id}}}})
 		if errors.Is(err, etcd.ErrLeaseNotFound) && try == 0 {
 			sh.leaseGone(id)

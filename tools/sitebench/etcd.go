@@ -5,12 +5,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -193,4 +195,35 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// requests returns the gRPC requests the members handled so far, summed
+// over them, by method (Range, Txn, LeaseGrant, ...), from their /metrics:
+// the JSON gateway's calls are counted there too.
+func (c *cluster) requests() (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, m := range c.members {
+		res, err := c.hc.Get(m.clientURL + "/metrics")
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if !strings.HasPrefix(line, "grpc_server_handled_total{") {
+				continue
+			}
+			_, rest, _ := strings.Cut(line, `grpc_method="`)
+			method, _, _ := strings.Cut(rest, `"`)
+			_, v, _ := strings.Cut(line, "} ")
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				out[method] += f
+			}
+		}
+	}
+	return out, nil
 }

@@ -31,6 +31,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -130,7 +131,7 @@ func run(o options) error {
 		case "checks":
 			r, err = checks(o, a, f)
 		case "logins":
-			r, err = logins(o, a, b)
+			r, err = logins(o, c, a, b)
 		case "revocation":
 			r, err = revocation(o, a, b)
 		default:
@@ -244,7 +245,7 @@ func checkRun(bx *box, tokens []string, conns int, d time.Duration) (rps, cpuUS 
 // logins measures client-API logins, o.clients concurrent clients, half on
 // box a and half on box b, each its own user, against bcrypt comparisons at
 // the same cost on every core of this machine, in the same process.
-func logins(o options, a, b *box) ([]row, error) {
+func logins(o options, c *cluster, a, b *box) ([]row, error) {
 	for i := range o.clients {
 		if err := a.addUser(fmt.Sprintf("cam%d", i), 1000); err != nil {
 			return nil, err
@@ -256,6 +257,9 @@ func logins(o options, a, b *box) ([]row, error) {
 	}
 	var ratios, loginRates, bcryptRates []float64
 	refused := map[int]int{}
+	// The etcd requests of the logins, summed over the rounds.
+	reqs, total := map[string]float64{}, 0
+
 	for r := range o.rounds {
 		steps := []string{"bcrypt", "logins"}
 		if r%2 == 1 {
@@ -269,10 +273,23 @@ func logins(o options, a, b *box) ([]row, error) {
 				continue
 			}
 			var codes map[int]int
-			lr, codes, err = loginRun(o, a, b)
+			before, err := c.requests()
 			if err != nil {
 				return nil, err
 			}
+			var n int
+			lr, n, codes, err = loginRun(o, a, b)
+			if err != nil {
+				return nil, err
+			}
+			after, err := c.requests()
+			if err != nil {
+				return nil, err
+			}
+			for m, v := range after {
+				reqs[m] += v - before[m]
+			}
+			total += n
 			for code, n := range codes {
 				refused[code] += n
 			}
@@ -284,6 +301,15 @@ func logins(o options, a, b *box) ([]row, error) {
 		medianRange(loginRates, "%.1f"), medianRange(bcryptRates, "%.1f"), o.cost, 2*runtime.NumCPU(), runtime.NumCPU())
 	if len(refused) > 0 {
 		detail += fmt.Sprintf("; answers other than 200: %v", refused)
+	}
+	if total > 0 {
+		var per []string
+		for _, m := range slices.Sorted(maps.Keys(reqs)) {
+			if v := reqs[m] / float64(total); v >= 0.05 {
+				per = append(per, fmt.Sprintf("%s %.2f", m, v))
+			}
+		}
+		detail += "; etcd requests per login: " + strings.Join(per, ", ")
 	}
 	return []row{{what: fmt.Sprintf("logins, %d clients over two site boxes / bcrypt on all cores", o.clients),
 		result: medianRange(ratios, "%.2f"), goal: "≥ 0.9", detail: detail}}, nil
@@ -323,9 +349,9 @@ func bcryptRun(hash []byte, d time.Duration) float64 {
 }
 
 // loginRun runs the clients for o.loginTime and returns successful logins
-// per second and the count of each other status code. A transport error
-// fails the run.
-func loginRun(o options, a, b *box) (float64, map[int]int, error) {
+// per second, their number and the count of each other status code. A
+// transport error fails the run.
+func loginRun(o options, a, b *box) (float64, int, map[int]int, error) {
 	var n atomic.Int64
 	var mu sync.Mutex
 	codes := map[int]int{}
@@ -364,9 +390,9 @@ func loginRun(o options, a, b *box) (float64, map[int]int, error) {
 	}
 	wg.Wait()
 	if v := bad.Load(); v != nil {
-		return 0, nil, fmt.Errorf("a login failed: %s", v)
+		return 0, 0, nil, fmt.Errorf("a login failed: %s", v)
 	}
-	return float64(n.Load()) / time.Since(start).Seconds(), codes, nil
+	return float64(n.Load()) / time.Since(start).Seconds(), int(n.Load()), codes, nil
 }
 
 // revocation logs a user in on a, polls its token on b without pause, logs
