@@ -137,6 +137,16 @@ func (c *config) etcdConfig(getenv func(string) string) (etcd.Config, error) {
 	return cfg, nil
 }
 
+// openEtcdStore opens the site's store the options name, for a command
+// that talks to etcd itself (site init, site status without the service).
+func (c *config) openEtcdStore(getenv func(string) string) (*etcdstore.Store, error) {
+	ecfg, err := c.etcdConfig(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return etcdstore.Open(ecfg, c.EtcdPrefix)
+}
+
 // openSite opens the site's store for serve and builds the rules on it,
 // and marks the data directory as a site box's (siteMarkerFile). It does
 // not wait for etcd: the first request does, and a site without a

@@ -111,11 +111,7 @@ func siteInit(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ecfg, err := cfg.etcdConfig(env.Getenv)
-	if err != nil {
-		return err
-	}
-	site, err := etcdstore.Open(ecfg, cfg.EtcdPrefix)
+	site, err := cfg.openEtcdStore(env.Getenv)
 	if err != nil {
 		return err
 	}
@@ -167,11 +163,7 @@ func siteStatus(ctx context.Context, env Env, args []string) error {
 	if err := cfg.validateEtcd(); err != nil {
 		return err
 	}
-	ecfg, err := cfg.etcdConfig(env.Getenv)
-	if err != nil {
-		return err
-	}
-	site, err := etcdstore.Open(ecfg, cfg.EtcdPrefix)
+	site, err := cfg.openEtcdStore(env.Getenv)
 	if err != nil {
 		return err
 	}
