@@ -35,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"vmsauth/tools/internal/procstat"
 )
 
 func main() {
@@ -75,13 +77,13 @@ func run(bin string, d time.Duration, rounds, conns int, transports []string) er
 		}
 	}
 	fmt.Printf("# fwdbench: nginx %s, one worker; wrk -t1 -c%d -d%s; %d rounds (ABC CBA ...)\n", nginxVersion(), conns, d, rounds)
-	fmt.Printf("# %s, %d CPUs, load average at start %s\n", bin, runtime.NumCPU(), loadavg())
+	fmt.Printf("# %s, %d CPUs, load average at start %s\n", bin, runtime.NumCPU(), procstat.Loadavg())
 	for _, tr := range transports {
 		if err := measure(bin, tr, d, rounds, conns); err != nil {
 			return fmt.Errorf("%s: %w", tr, err)
 		}
 	}
-	fmt.Printf("# load average at end %s\n", loadavg())
+	fmt.Printf("# load average at end %s\n", procstat.Loadavg())
 	return nil
 }
 
@@ -102,7 +104,7 @@ func measure(bin, transport string, d time.Duration, rounds, conns int) error {
 		nullUpstream = "unix:" + filepath.Join(tmp, "null.sock")
 		procUpstream = "unix:" + filepath.Join(tmp, "nullproc.sock")
 	case "tcp":
-		faFlag, nullUpstream, procUpstream = freeAddr(), freeAddr(), freeAddr()
+		faFlag, nullUpstream, procUpstream = procstat.FreeAddr(), procstat.FreeAddr(), procstat.FreeAddr()
 		vmsUpstream = faFlag
 	default:
 		return fmt.Errorf("unknown transport %q", transport)
@@ -123,7 +125,7 @@ func measure(bin, transport string, d time.Duration, rounds, conns int) error {
 		return err
 	}
 	defer nullProc.stop()
-	port, _ := strconv.Atoi(strings.TrimPrefix(freeAddr(), "127.0.0.1:"))
+	port, _ := strconv.Atoi(strings.TrimPrefix(procstat.FreeAddr(), "127.0.0.1:"))
 	conf := nginxConfig(transport, tmp, port, vmsUpstream, nullUpstream, procUpstream, perms)
 	ngx, err := startNginx(tmp, conf, fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
@@ -156,7 +158,7 @@ func measure(bin, transport string, d time.Duration, rounds, conns int) error {
 		for _, loc := range order {
 			before := make([]time.Duration, len(procs))
 			for i, p := range procs {
-				before[i] = cpuTime(p.pid)
+				before[i] = procstat.CPUTime(p.pid)
 			}
 			rps, n, err := wrk(base+"/"+loc+"/ok.txt", token, conns, d)
 			if err != nil {
@@ -164,7 +166,7 @@ func measure(bin, transport string, d time.Duration, rounds, conns int) error {
 			}
 			for i, p := range procs {
 				k := loc + "/" + p.name
-				cpu[k] = append(cpu[k], (cpuTime(p.pid)-before[i])/time.Duration(n))
+				cpu[k] = append(cpu[k], (procstat.CPUTime(p.pid)-before[i])/time.Duration(n))
 			}
 			rates[loc] = append(rates[loc], rps)
 			fmt.Fprintf(os.Stderr, "%s round %d /%s/: %.0f/s\n", transport, r+1, loc, rps)
@@ -363,7 +365,7 @@ type vmsauth struct {
 const adminPassword = "fwdbench-admin-1"
 
 func startVmsauth(bin, data, fa string) (*vmsauth, error) {
-	addr := freeAddr()
+	addr := procstat.FreeAddr()
 	cmd := exec.Command(bin, "serve", "--data", data, "--listen", addr, "--captcha=false",
 		"--log-level", "warn", "--forward-auth-listen", fa)
 	cmd.Env = append(os.Environ(), "VMSAUTH_ADMIN_PASSWORD="+adminPassword)
@@ -522,29 +524,6 @@ func wrk(url, token string, conns int, d time.Duration) (rps float64, n int, err
 	return rps, max(n, 1), err
 }
 
-// cpuTime is the user and system CPU time of pid and its children (an
-// nginx master's workers), from /proc.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses: utime
-	// and stime are the 14th and 15th of the line, in clock ticks (1/100 s
-	// on Linux).
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	total := time.Duration(utime+stime) * 10 * time.Millisecond
-	kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	for _, k := range strings.Fields(string(kids)) {
-		if kid, err := strconv.Atoi(k); err == nil {
-			total += cpuTime(kid)
-		}
-	}
-	return total
-}
-
 func lookPath(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
@@ -559,23 +538,4 @@ func nginxVersion() string {
 	}
 	out, _ := exec.Command(path, "-v").CombinedOutput()
 	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: "))
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

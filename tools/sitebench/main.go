@@ -47,6 +47,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"vmsauth/tools/internal/procstat"
 )
 
 type options struct {
@@ -100,7 +102,7 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(tmp)
 	fmt.Printf("# sitebench: %s, etcd %s (3 members on loopback), %d CPUs, load average at start %s\n",
-		o.bin, etcdVersion(etcdBin), runtime.NumCPU(), loadavg())
+		o.bin, etcdVersion(etcdBin), runtime.NumCPU(), procstat.Loadavg())
 	c, err := startCluster(etcdBin, filepath.Join(tmp, "etcd"), 3, "http", "http", nil, &http.Client{Timeout: 2 * time.Second})
 	if err != nil {
 		return err
@@ -146,7 +148,7 @@ func run(o options) error {
 	for _, r := range rows {
 		fmt.Printf("| %s | **%s** | %s | %s |\n", r.what, r.result, r.goal, r.detail)
 	}
-	fmt.Printf("\n# load average at end %s\n", loadavg())
+	fmt.Printf("\n# load average at end %s\n", procstat.Loadavg())
 	return nil
 }
 
@@ -210,7 +212,7 @@ func checkRun(bx *box, tokens []string, conns int, d time.Duration) (rps, cpuUS 
 	var n atomic.Int64
 	var bad atomic.Value
 	stop := time.Now().Add(d)
-	cpu0 := cpuTime(bx.cmd.Process.Pid)
+	cpu0 := procstat.CPUTime(bx.cmd.Process.Pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range conns {
@@ -238,7 +240,7 @@ func checkRun(bx *box, tokens []string, conns int, d time.Duration) (rps, cpuUS 
 	if v := bad.Load(); v != nil {
 		return 0, 0, fmt.Errorf("%s: a token check failed: %s", bx.name, v)
 	}
-	cpu := cpuTime(bx.cmd.Process.Pid) - cpu0
+	cpu := procstat.CPUTime(bx.cmd.Process.Pid) - cpu0
 	return float64(n.Load()) / elapsed.Seconds(), float64(cpu.Microseconds()) / float64(max(n.Load(), 1)), nil
 }
 
@@ -514,7 +516,7 @@ type box struct {
 // startBox runs the release binary on data, plain HTTP on loopback (the
 // TLS handshake is not what is measured; keep-alive makes it rare anyway).
 func startBox(o options, data string, extra ...string) (*box, error) {
-	addr := freeAddr()
+	addr := procstat.FreeAddr()
 	name := "bbolt"
 	if len(extra) > 0 {
 		name = "site " + filepath.Base(data)
@@ -618,41 +620,8 @@ func (bx *box) stop() {
 	}
 }
 
-// cpuTime is the user and system CPU time of pid, from /proc.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// utime and stime are the 14th and 15th fields, counted after the
-	// command name in parentheses, in clock ticks (1/100 s on Linux).
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
 func etcdVersion(bin string) string {
 	out, _ := exec.Command(bin, "--version").Output()
 	first, _, _ := strings.Cut(string(out), "\n")
 	return strings.TrimSpace(strings.TrimPrefix(first, "etcd Version: "))
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
